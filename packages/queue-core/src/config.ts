@@ -1,0 +1,51 @@
+import { ValidationError } from './errors.ts'
+
+/** How long a claimed job's lease lasts before the rescuer may take it back. */
+export const DEFAULT_LEASE_MS = 30_000
+/** Attempts a job gets when neither the enqueue nor its handler says. */
+export const DEFAULT_MAX_ATTEMPTS = 25
+/** Jobs a worker pool runs at once. */
+export const DEFAULT_CONCURRENCY = 10
+/** Safety-net poll when no notification arrives (jittered ±20 %). */
+export const DEFAULT_POLL_INTERVAL_MS = 2_000
+/** How long stop() waits for running jobs before aborting and releasing them. */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000
+/** A handler's time limit when it does not declare one. */
+export const DEFAULT_TIMEOUT_MS = 5 * 60_000
+/** Completions buffered before a flush is forced. */
+export const DEFAULT_COMPLETER_BATCH = 500
+/** How long a completion may wait for others to share its flush. */
+export const DEFAULT_COMPLETER_DELAY_MS = 2
+/** Errors kept on a job (the most recent ones). */
+export const MAX_KEPT_ERRORS = 10
+/** The channel enqueue notifies and workers listen on. */
+export const NOTIFY_CHANNEL = 'backroom_jobs'
+
+/** Options of {@link createWorkerPool} that have defaults. */
+export interface WorkerTuning {
+  readonly concurrency: number
+  readonly leaseMs: number
+  readonly pollIntervalMs: number
+  readonly shutdownGraceMs: number
+  readonly completerBatch: number
+  readonly completerDelayMs: number
+}
+
+/** Throws a ValidationError naming the first bad option; call before opening connections. */
+export function validateWorkerTuning(t: WorkerTuning): WorkerTuning {
+  const checks: ReadonlyArray<[keyof WorkerTuning, number]> = [
+    ['concurrency', 1],
+    ['leaseMs', 1_000],
+    ['pollIntervalMs', 10],
+    ['shutdownGraceMs', 0],
+    ['completerBatch', 1],
+    ['completerDelayMs', 0],
+  ]
+  for (const [key, min] of checks) {
+    const value = t[key]
+    if (!Number.isFinite(value) || value < min) {
+      throw new ValidationError(`${key} must be a number >= ${min}`, { option: key, value })
+    }
+  }
+  return t
+}

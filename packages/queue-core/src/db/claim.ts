@@ -1,0 +1,108 @@
+import { sql } from 'kysely'
+import type { Executor } from './database.ts'
+import type { ClaimedJobRow } from './rows.ts'
+import type { Fence } from '../types.ts'
+
+/** Arguments of {@link claimBatch}. */
+export interface ClaimArgs {
+  readonly workerId: string
+  /** At most this many jobs: the caller's free slots. */
+  readonly limit: number
+  readonly leaseMs: number
+  /** Only these types; null for every type. */
+  readonly types: ReadonlyArray<string> | null
+}
+
+/**
+ * Claims up to `limit` pending jobs in fair order and leases them to `workerId`.
+ *
+ * Index: jobs_claim_idx (priority, vtime, id) WHERE state = 'pending'. The
+ * ORDER BY is exactly the index order, so the plan is Index Scan → Limit →
+ * LockRows with no Sort (asserted by claim.test.ts). SKIP LOCKED lets
+ * concurrent claimers take disjoint rows without waiting on each other.
+ *
+ * Every claim spends an attempt and mints a new random lease token; the
+ * (id, attempt, token) triple fences every later write of this run.
+ *
+ * The global virtual clock moves to the highest vtime claimed, never back,
+ * so a store arriving later starts level with the work being served now.
+ */
+export async function claimBatch(db: Executor, args: ClaimArgs): Promise<ClaimedJobRow[]> {
+  const types = args.types === null ? null : [...args.types]
+  const result = await sql<ClaimedJobRow>`
+    with picked as (
+      select id from jobs
+      where state = 'pending'
+        and (${types}::text[] is null or type = any(${types}::text[]))
+      order by priority, vtime, id
+      limit ${args.limit}
+      for update skip locked
+    ),
+    claimed as (
+      update jobs j
+      set state        = 'running',
+          attempt      = j.attempt + 1,
+          locked_by    = ${args.workerId},
+          locked_until = now() + ${args.leaseMs} * interval '1 millisecond',
+          lease_token  = gen_random_uuid(),
+          started_at   = now()
+      from picked
+      where j.id = picked.id
+      returning j.*
+    ),
+    advance as (
+      update queue_clock c
+      set vtime = m.top
+      from (select max(vtime) as top from claimed) m
+      where m.top > c.vtime
+    )
+    select * from claimed
+  `.execute(db)
+  return result.rows
+}
+
+/** A running job whose lease is still held, after an extension. */
+export interface HeldLease {
+  readonly id: string
+  readonly cancelRequested: boolean
+}
+
+/**
+ * Extends the leases of the given attempts in one statement; returns those
+ * still held (a missing id means the lease was lost). A heartbeat only
+ * touches unindexed columns, so it is a HOT update.
+ */
+export async function extendLeases(
+  db: Executor,
+  args: { readonly fences: ReadonlyArray<Fence>; readonly leaseMs: number },
+): Promise<HeldLease[]> {
+  if (args.fences.length === 0) return []
+  const { ids, attempts, tokens } = fenceArrays(args.fences)
+  const result = await sql<{ id: string; cancel_requested: boolean }>`
+    update jobs j
+    set locked_until = now() + ${args.leaseMs} * interval '1 millisecond'
+    from unnest(${ids}::bigint[], ${attempts}::int[], ${tokens}::uuid[]) as f(id, attempt, token)
+    where j.id = f.id and j.attempt = f.attempt and j.lease_token = f.token and j.state = 'running'
+    returning j.id, j.cancel_requested
+  `.execute(db)
+  return result.rows.map((r) => ({ id: String(r.id), cancelRequested: r.cancel_requested }))
+}
+
+/** Splits fences into the parallel arrays `unnest` takes. */
+export function fenceArrays(fences: ReadonlyArray<Fence>): { ids: string[]; attempts: number[]; tokens: string[] } {
+  return {
+    ids: fences.map((f) => f.id),
+    attempts: fences.map((f) => f.attempt),
+    tokens: fences.map((f) => f.leaseToken),
+  }
+}
+
+/** Records a running job's progress (any JSON). Fenced; returns false when the lease was lost. */
+export async function setProgress(db: Executor, args: { fence: Fence; progress: string }): Promise<boolean> {
+  const { fence } = args
+  const result = await sql`
+    update jobs set progress = ${args.progress}::jsonb
+    where id = ${fence.id} and attempt = ${fence.attempt} and lease_token = ${fence.leaseToken}::uuid and state = 'running'
+  `.execute(db)
+  return Number(result.numAffectedRows ?? 0) === 1
+}

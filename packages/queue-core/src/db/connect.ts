@@ -1,0 +1,75 @@
+import { Kysely, PostgresDialect } from 'kysely'
+import pg from 'pg'
+import type { Database } from './database.ts'
+
+/** Options for {@link connect}. */
+export interface ConnectOptions {
+  readonly connectionString: string
+  /** Pool size; `DB_POOL_MAX`. */
+  readonly max?: number
+  /** Connections kept open when idle; `DB_POOL_MIN`. */
+  readonly min?: number
+  /** How long to wait for a free connection before failing with a clear error. */
+  readonly acquireTimeoutMs?: number
+  /** Per-statement limit on our own connections (a runaway query must not hold locks). */
+  readonly statementTimeoutMs?: number
+  /** Name shown in pg_stat_activity. */
+  readonly applicationName?: string
+}
+
+/** A pool and the Kysely instance on top of it. */
+export interface Db {
+  readonly pool: pg.Pool
+  readonly kysely: Kysely<Database>
+  /** Closes the pool (and Kysely with it). */
+  close(): Promise<void>
+}
+
+/**
+ * Opens a pg pool with the queue's session settings and a Kysely on top.
+ *
+ * @example
+ * const db = connect({ connectionString: process.env.DATABASE_URL!, max: 5 })
+ * await enqueue(db.kysely, { type: 'system.canary', storeId: 'store-1' })
+ */
+export function connect(options: ConnectOptions): Db {
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.max ?? 10,
+    min: options.min ?? 0,
+    connectionTimeoutMillis: options.acquireTimeoutMs ?? 10_000,
+    application_name: options.applicationName ?? 'backroom',
+    statement_timeout: options.statementTimeoutMs ?? 60_000,
+    // A connection left idle inside a transaction holds back vacuum on the hot table.
+    idle_in_transaction_session_timeout: 60_000,
+  })
+  // An idle client that loses its server raises here; without a listener it crashes the process.
+  pool.on('error', () => {})
+  const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  let closed = false
+  return {
+    pool,
+    kysely,
+    async close() {
+      if (closed) return
+      closed = true
+      await kysely.destroy()
+    },
+  }
+}
+
+/**
+ * Wraps a caller's own `pg` client (inside their transaction) as an executor,
+ * so enqueue commits or rolls back with the caller's work.
+ */
+export function fromPgClient(client: pg.ClientBase): Kysely<Database> {
+  return new Kysely<Database>({
+    dialect: new PostgresDialect({
+      pool: {
+        // A wrapper, not the client: the caller's own release() must keep working.
+        connect: async () => ({ query: client.query.bind(client), release: () => {} }),
+        end: async () => {},
+      } as unknown as pg.Pool,
+    }),
+  })
+}

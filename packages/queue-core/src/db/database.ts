@@ -1,0 +1,84 @@
+import type { ColumnType, Generated, Kysely, Transaction } from 'kysely'
+
+/** bigint columns arrive from `pg` as strings. */
+type BigIntString = ColumnType<string, string | number | bigint, string | number | bigint>
+type Json = ColumnType<unknown, string, string>
+
+/** `jobs`: live work (infra/migrations/0001_queue_tables.sql). */
+export interface JobsTable {
+  id: Generated<string>
+  type: string
+  queue: Generated<string>
+  store_id: string
+  user_id: string | null
+  priority: Generated<number>
+  state: 'pending' | 'scheduled' | 'running'
+  vtime: Generated<number>
+  cost: Generated<number>
+  run_at: Generated<Date>
+  attempt: Generated<number>
+  max_attempts: number | null
+  payload: Json
+  dedupe_key: string | null
+  locked_by: string | null
+  locked_until: Date | null
+  lease_token: string | null
+  cancel_requested: Generated<boolean>
+  progress: Json | null
+  errors: Generated<Json>
+  created_at: Generated<Date>
+  started_at: Date | null
+}
+
+/** `job_history`: finished jobs, partitioned by `finished_at`. */
+export interface JobHistoryTable {
+  id: BigIntString
+  type: string
+  queue: string
+  store_id: string
+  user_id: string | null
+  priority: number
+  state: 'completed' | 'failed' | 'cancelled'
+  attempt: number
+  max_attempts: number | null
+  payload: Json
+  dedupe_key: string | null
+  progress: Json | null
+  errors: Json
+  result: Json | null
+  run_at: Date
+  created_at: Date
+  started_at: Date | null
+  finished_at: Generated<Date>
+}
+
+export interface StoresTable {
+  store_id: string
+  weight: Generated<number>
+  vclock: Generated<number>
+  created_at: Generated<Date>
+}
+
+export interface QueueClockTable {
+  id: Generated<boolean>
+  vtime: number
+}
+
+export interface SchemaMigrationsTable {
+  id: number
+  name: string
+  checksum: string
+  applied_at: Generated<Date>
+}
+
+/** The queue's tables as Kysely sees them; must match infra/migrations (checked by a test). */
+export interface Database {
+  jobs: JobsTable
+  job_history: JobHistoryTable
+  stores: StoresTable
+  queue_clock: QueueClockTable
+  schema_migrations: SchemaMigrationsTable
+}
+
+/** Anything queries can run on: the pool-backed Kysely or a caller's transaction. */
+export type Executor = Kysely<Database> | Transaction<Database>

@@ -1,0 +1,95 @@
+import { sql } from 'kysely'
+import type { Executor } from './database.ts'
+import { appendError, HISTORY_COLUMNS } from './history.ts'
+import { DEFAULT_MAX_ATTEMPTS, NOTIFY_CHANNEL } from '../config.ts'
+
+/**
+ * Moves due scheduled jobs (future runAt, backoff, snooze) to pending and
+ * notifies once if any moved. Index: jobs_scheduled_idx (run_at) WHERE state = 'scheduled'.
+ */
+export async function promoteDue(db: Executor, args: { limit: number }): Promise<number> {
+  const result = await sql<{ promoted: number }>`
+    with due as (
+      select id from jobs
+      where state = 'scheduled' and run_at <= now()
+      order by run_at
+      limit ${args.limit}
+      for update skip locked
+    ),
+    moved as (
+      update jobs j set state = 'pending' from due where j.id = due.id returning j.id
+    ),
+    notified as (
+      select pg_notify(${NOTIFY_CHANNEL}, '') where exists (select 1 from moved)
+    )
+    select (select count(*) from moved)::int as promoted, (select count(*) from notified) as notified
+  `.execute(db)
+  return result.rows[0]?.promoted ?? 0
+}
+
+/** What one rescue pass did. */
+export interface RescueCounts {
+  /** Expired leases returned to pending. */
+  readonly rescued: number
+  /** Expired leases whose attempts were spent: moved to history as failed. */
+  readonly failed: number
+}
+
+/**
+ * Takes back running jobs whose lease expired (their worker died or hung):
+ * back to pending with an error recorded, or failed when no attempt is left.
+ * The rescued job keeps its vtime, so it runs again ahead of newer work.
+ *
+ * Index: jobs_running_idx (running rows only; the running set is small), then
+ * a filter on locked_until, which is deliberately in no index.
+ *
+ * `maxAttempts` gives each handler's default for jobs enqueued without one.
+ */
+export async function rescueExpired(
+  db: Executor,
+  args: { limit: number; maxAttempts: ReadonlyMap<string, number> },
+): Promise<RescueCounts> {
+  const types = [...args.maxAttempts.keys()]
+  const maxes = [...args.maxAttempts.values()]
+  const result = await sql<{ rescued: number; failed: number }>`
+    with expired as (
+      select j.id, j.attempt, coalesce(j.max_attempts, m.max_attempts, ${DEFAULT_MAX_ATTEMPTS}) as allowed,
+             jsonb_build_object('attempt', j.attempt, 'at', now(), 'code', 'lease_expired',
+                                'message', 'the worker holding the job stopped heartbeating') as error
+      from jobs j
+      left join unnest(${types}::text[], ${maxes}::int[]) as m(type, max_attempts) on m.type = j.type
+      where j.state = 'running' and j.locked_until < now()
+      order by j.id
+      limit ${args.limit}
+      for update of j skip locked
+    ),
+    retried as (
+      update jobs j
+      set state = 'pending', locked_by = null, locked_until = null, lease_token = null,
+          errors = ${appendError(sql.ref('j.errors'), sql.ref('e.error'))}
+      from expired e
+      where j.id = e.id and e.attempt < e.allowed
+      returning j.id
+    ),
+    dead as (
+      delete from jobs j using expired e
+      where j.id = e.id and e.attempt >= e.allowed
+      returning j.*, e.error as final_error
+    ),
+    moved as (
+      insert into job_history (${HISTORY_COLUMNS})
+      select id, type, queue, store_id, user_id, priority, 'failed', attempt, max_attempts, payload, dedupe_key, progress,
+             ${appendError(sql.ref('errors'), sql.ref('final_error'))},
+             null, run_at, created_at, started_at, now()
+      from dead
+      returning id
+    ),
+    notified as (
+      select pg_notify(${NOTIFY_CHANNEL}, '') where exists (select 1 from retried)
+    )
+    select (select count(*) from retried)::int as rescued, (select count(*) from moved)::int as failed,
+           (select count(*) from notified) as notified
+  `.execute(db)
+  const row = result.rows[0]
+  return { rescued: row?.rescued ?? 0, failed: row?.failed ?? 0 }
+}

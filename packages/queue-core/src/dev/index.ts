@@ -1,0 +1,1 @@
+export { startEmbeddedPostgres, freePort, type RunningPostgres } from './embedded-postgres.ts'

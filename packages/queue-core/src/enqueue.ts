@@ -1,0 +1,164 @@
+import type pg from 'pg'
+import { fromPgClient } from './db/connect.ts'
+import type { Executor } from './db/database.ts'
+import * as jobs from './db/jobs.ts'
+import { toJob, type JobRow } from './db/rows.ts'
+import { ValidationError } from './errors.ts'
+import { PRIORITIES, type EnqueueResult, type EnqueueSpec, type Priority } from './types.ts'
+
+/** Where enqueue runs: our Kysely, a caller's Kysely transaction, or a caller's `pg` client. */
+export type EnqueueTarget = Executor | pg.ClientBase
+
+const MAX_ID_LENGTH = 64
+const MAX_TYPE_LENGTH = 128
+const MAX_DEDUPE_KEY_LENGTH = 255
+/** A deduped job can finish between our insert and our look-up; try again this often. */
+const DEDUPE_RETRIES = 3
+
+/**
+ * Adds one job. Pass a transaction (Kysely or `pg` client) to enqueue
+ * atomically with your own writes: the job exists only if you commit.
+ *
+ * @example
+ * const { job, deduped } = await enqueue(trx, {
+ *   type: 'sync.inventory', storeId: 'store-42', payload: {}, dedupeKey: 'inventory',
+ * })
+ */
+export async function enqueue<P = unknown>(target: EnqueueTarget, spec: EnqueueSpec<P>): Promise<EnqueueResult<P>> {
+  const [result] = await enqueueMany<P>(target, [spec])
+  return result as EnqueueResult<P>
+}
+
+/**
+ * Adds many jobs in one statement (unnest), with one notification. Results
+ * come back in input order. A dedupe key repeated inside the batch, or already
+ * held by a live job of the store, yields that job with `deduped: true`.
+ *
+ * Throws {@link ValidationError} (nothing written) if any spec is invalid.
+ */
+export async function enqueueMany<P = unknown>(
+  target: EnqueueTarget,
+  specs: ReadonlyArray<EnqueueSpec<P>>,
+): Promise<EnqueueResult<P>[]> {
+  const db = toExecutor(target)
+  const now = Date.now()
+  const rows = specs.map((spec, index) => normalise(spec, index, now))
+  const results: (EnqueueResult<P> | undefined)[] = new Array(rows.length)
+  let todo = rows.map((_, i) => i)
+  for (let round = 0; round < DEDUPE_RETRIES && todo.length > 0; round++) {
+    // The first of each (store, key) inside the batch is inserted; later ones share its job.
+    const firstOf = new Map<string, number>()
+    const insertIdx: number[] = []
+    const sharers: Array<[number, number]> = []
+    for (const i of todo) {
+      const row = rows[i]!
+      if (row.dedupeKey === null) {
+        insertIdx.push(i)
+        continue
+      }
+      const key = `${row.storeId}\u0000${row.dedupeKey}`
+      const first = firstOf.get(key)
+      if (first === undefined) {
+        firstOf.set(key, i)
+        insertIdx.push(i)
+      } else sharers.push([i, first])
+    }
+    const inserted = await jobs.insertMany(db, insertIdx.map((i) => rows[i]!))
+    const insertedKeys = new Set(inserted.filter((r) => r.dedupe_key !== null).map((r) => `${r.store_id}\u0000${r.dedupe_key}`))
+    const createdIdx = insertIdx.filter((i) => {
+      const row = rows[i]!
+      return row.dedupeKey === null || insertedKeys.has(`${row.storeId}\u0000${row.dedupeKey}`)
+    })
+    // insertMany returns inserted rows ordered by id, which follows input order.
+    createdIdx.forEach((i, k) => {
+      results[i] = { job: toJob<P>(inserted[k] as JobRow), deduped: false }
+    })
+    const conflicted = insertIdx.filter((i) => results[i] === undefined)
+    const existing = await jobs.findByDedupeKeys(
+      db,
+      conflicted.map((i) => ({ storeId: rows[i]!.storeId, dedupeKey: rows[i]!.dedupeKey as string })),
+    )
+    const byKey = new Map(existing.map((r) => [`${r.store_id}\u0000${r.dedupe_key}`, r]))
+    for (const i of conflicted) {
+      const row = byKey.get(`${rows[i]!.storeId}\u0000${rows[i]!.dedupeKey}`)
+      if (row) results[i] = { job: toJob<P>(row), deduped: true }
+    }
+    for (const [i, first] of sharers) {
+      const firstResult = results[first]
+      if (firstResult) results[i] = { job: firstResult.job, deduped: true }
+    }
+    todo = todo.filter((i) => results[i] === undefined)
+  }
+  if (todo.length > 0) throw new Error('dedupe conflict did not settle; the conflicting job kept finishing')
+  return results as EnqueueResult<P>[]
+}
+
+function toExecutor(target: EnqueueTarget): Executor {
+  if ('selectFrom' in target) return target
+  return fromPgClient(target)
+}
+
+/** Validates one spec and turns it into a row; throws ValidationError naming the field. */
+function normalise<P>(spec: EnqueueSpec<P>, index: number, now: number): jobs.NewJobRow {
+  const fail = (field: string, message: string): never => {
+    throw new ValidationError(`jobs[${index}].${field}: ${message}`, { index, field })
+  }
+  if (typeof spec !== 'object' || spec === null) fail('', 'must be an object')
+  if (typeof spec.type !== 'string' || !/^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$/.test(spec.type) || spec.type.length > MAX_TYPE_LENGTH) {
+    fail('type', 'must be a lowercase dotted name such as sync.inventory')
+  }
+  if (typeof spec.storeId !== 'string' || spec.storeId.length === 0 || spec.storeId.length > MAX_ID_LENGTH) {
+    fail('storeId', `must be a string of 1 to ${MAX_ID_LENGTH} characters`)
+  }
+  if (spec.userId !== undefined && (typeof spec.userId !== 'string' || spec.userId.length === 0 || spec.userId.length > MAX_ID_LENGTH)) {
+    fail('userId', `must be a string of 1 to ${MAX_ID_LENGTH} characters`)
+  }
+  if (spec.runAt !== undefined && spec.delayMs !== undefined) fail('runAt', 'give runAt or delayMs, not both')
+  if (spec.runAt !== undefined && (!(spec.runAt instanceof Date) || Number.isNaN(spec.runAt.getTime()))) fail('runAt', 'must be a valid Date')
+  if (spec.delayMs !== undefined && (!Number.isFinite(spec.delayMs) || spec.delayMs < 0)) fail('delayMs', 'must be a number >= 0')
+  if (spec.maxAttempts !== undefined && (!Number.isInteger(spec.maxAttempts) || spec.maxAttempts < 1 || spec.maxAttempts > 1000)) {
+    fail('maxAttempts', 'must be an integer from 1 to 1000')
+  }
+  if (spec.dedupeKey !== undefined && (typeof spec.dedupeKey !== 'string' || spec.dedupeKey.length === 0 || spec.dedupeKey.length > MAX_DEDUPE_KEY_LENGTH)) {
+    fail('dedupeKey', `must be a string of 1 to ${MAX_DEDUPE_KEY_LENGTH} characters`)
+  }
+  if (spec.cost !== undefined && (!Number.isFinite(spec.cost) || spec.cost <= 0 || spec.cost > 1e6)) fail('cost', 'must be a number > 0')
+  if (spec.queue !== undefined && (typeof spec.queue !== 'string' || spec.queue.length === 0 || spec.queue.length > MAX_TYPE_LENGTH)) {
+    fail('queue', 'must be a non-empty string')
+  }
+  const payload = spec.payload === undefined ? {} : spec.payload
+  let payloadText: string | undefined
+  try {
+    payloadText = JSON.stringify(payload)
+  } catch {
+    payloadText = undefined
+  }
+  if (payloadText === undefined) return fail('payload', 'must be JSON-serialisable')
+  const runAt = spec.runAt ?? (spec.delayMs !== undefined && spec.delayMs > 0 ? new Date(now + spec.delayMs) : null)
+  return {
+    type: spec.type,
+    storeId: spec.storeId,
+    userId: spec.userId ?? null,
+    priority: priorityValue(spec.priority, index),
+    runAt,
+    maxAttempts: spec.maxAttempts ?? null,
+    payload: payloadText,
+    dedupeKey: spec.dedupeKey ?? null,
+    queue: spec.queue ?? 'default',
+    cost: spec.cost ?? 1,
+  }
+}
+
+/**
+ * A priority name or number as its stored smallint (urgent=1, high=2,
+ * normal=5, low=10). Throws ValidationError for anything else.
+ */
+export function priorityValue(priority: Priority | undefined, index = 0): number {
+  if (priority === undefined) return PRIORITIES.normal
+  if (typeof priority === 'string' && priority in PRIORITIES) return PRIORITIES[priority as keyof typeof PRIORITIES]
+  if (typeof priority === 'number' && Number.isInteger(priority) && priority >= 1 && priority <= 10) return priority
+  throw new ValidationError(`jobs[${index}].priority: must be urgent, high, normal, low or an integer from 1 to 10`, {
+    index,
+    field: 'priority',
+  })
+}

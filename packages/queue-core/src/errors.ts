@@ -1,0 +1,97 @@
+/** Fail the job now, without further retries. Throw it from a handler. */
+export class PermanentError extends Error {
+  readonly code: string
+  readonly details: unknown
+  constructor(code: string, options: { message?: string; details?: unknown; cause?: unknown } = {}) {
+    super(options.message ?? code, { cause: options.cause })
+    this.name = 'PermanentError'
+    this.code = code
+    this.details = options.details
+  }
+}
+
+/** Reschedule the job after `delayMs` without spending an attempt. Throw `snooze(ms)`. */
+export class SnoozeSignal extends Error {
+  readonly code = 'snoozed' as const
+  readonly delayMs: number
+  constructor(delayMs: number) {
+    super('snoozed')
+    this.name = 'SnoozeSignal'
+    if (!Number.isFinite(delayMs) || delayMs < 0) throw new RangeError('snooze delay must be a finite number >= 0')
+    this.delayMs = delayMs
+  }
+}
+
+/**
+ * Build a {@link SnoozeSignal}: `throw snooze(30_000)` puts the job back for 30 s
+ * and leaves its attempt count as it was.
+ */
+export function snooze(delayMs: number): SnoozeSignal {
+  return new SnoozeSignal(delayMs)
+}
+
+/** No job with this id exists (or the caller may not see it). */
+export class JobNotFoundError extends Error {
+  readonly code = 'job_not_found' as const
+  readonly jobId: string
+  constructor(jobId: string) {
+    super(`job not found`)
+    this.name = 'JobNotFoundError'
+    this.jobId = jobId
+  }
+}
+
+/** A fenced write matched no row: the lease expired and the job moved on. */
+export class LeaseLostError extends Error {
+  readonly code = 'lease_lost' as const
+  readonly jobId: string
+  readonly attempt: number
+  constructor(jobId: string, attempt: number) {
+    super('lease lost')
+    this.name = 'LeaseLostError'
+    this.jobId = jobId
+    this.attempt = attempt
+  }
+}
+
+/** Input did not match its schema (a payload, an enqueue spec, options). */
+export class ValidationError extends Error {
+  readonly code = 'validation_failed' as const
+  readonly details: unknown
+  constructor(message: string, details?: unknown) {
+    super(message)
+    this.name = 'ValidationError'
+    this.details = details
+  }
+}
+
+/** The operation does not apply to the job's current state (e.g. retry a pending job). */
+export class InvalidStateError extends Error {
+  readonly code = 'invalid_state' as const
+  readonly jobId: string
+  readonly state: string
+  constructor(jobId: string, state: string, action: string) {
+    super(`cannot ${action} a job in state ${state}`)
+    this.name = 'InvalidStateError'
+    this.jobId = jobId
+    this.state = state
+  }
+}
+
+/** Anything thrown, as an Error with a code: handlers may throw strings or objects. */
+export function coerceError(thrown: unknown): Error & { code: string } {
+  if (thrown instanceof Error) {
+    const code = typeof (thrown as unknown as { code?: unknown }).code === 'string' ? (thrown as unknown as { code: string }).code : 'error'
+    return Object.assign(thrown, { code })
+  }
+  const message = typeof thrown === 'string' ? thrown : safeStringify(thrown)
+  return Object.assign(new Error(message), { code: 'non_error_thrown' })
+}
+
+function safeStringify(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return String(value)
+  }
+}

@@ -1,0 +1,72 @@
+import type { Logger } from 'pino'
+import type { Static, TSchema } from 'typebox'
+import { Compile } from 'typebox/compile'
+import type { ClaimedJob } from './types.ts'
+import { ValidationError } from './errors.ts'
+
+/** What a handler gets besides its payload. */
+export interface HandlerContext<P = unknown> {
+  /** The job being run (id, storeId, attempt…). Key external calls on `job.id`. */
+  readonly job: ClaimedJob<P>
+  /** Logger bound to jobId, jobType, storeId, attempt and workerId. */
+  readonly log: Logger
+  /** Aborts on timeout, cancellation, lost lease or shutdown; pass it to fetch and friends. */
+  readonly signal: AbortSignal
+  /** Records progress (any JSON) on the job; fenced like every worker write. */
+  progress(value: unknown): Promise<void>
+  /** Extends the lease now (long steps between natural heartbeats). */
+  heartbeat(): Promise<void>
+}
+
+/** A job type's definition: its payload schema, limits and code. */
+export interface HandlerDefinition<S extends TSchema = TSchema> {
+  readonly type: string
+  readonly payload: S
+  /** Attempts when the enqueue did not say. */
+  readonly maxAttempts?: number
+  /** The run is aborted and counts as failed after this long. */
+  readonly timeoutMs?: number
+  run(payload: Static<S>, ctx: HandlerContext<Static<S>>): Promise<unknown> | unknown
+}
+
+/** A definition plus its compiled payload check. */
+export interface Handler<S extends TSchema = TSchema> extends HandlerDefinition<S> {
+  /** Returns the payload, or throws ValidationError with the schema errors. */
+  parse(payload: unknown): Static<S>
+}
+
+/**
+ * Defines a job type. The payload schema (TypeBox) is checked before `run`;
+ * a payload that fails it fails the job at once (no retry).
+ *
+ * @example
+ * export const canary = defineHandler({
+ *   type: 'system.canary',
+ *   payload: Type.Object({ sleepMs: Type.Optional(Type.Integer({ minimum: 0 })) }),
+ *   async run(payload, { signal }) { await setTimeout(payload.sleepMs ?? 0, undefined, { signal }) },
+ * })
+ */
+export function defineHandler<S extends TSchema>(definition: HandlerDefinition<S>): Handler<S> {
+  const check = Compile(definition.payload)
+  return {
+    ...definition,
+    parse(payload: unknown): Static<S> {
+      if (check.Check(payload)) return payload as Static<S>
+      const errors = [...check.Errors(payload)].slice(0, 10).map((e) => ({ path: e.instancePath, message: e.message }))
+      throw new ValidationError(`payload does not match the ${definition.type} schema`, { errors })
+    },
+  }
+}
+
+/** Handlers by job type. */
+export type HandlerRegistry = ReadonlyMap<string, Handler>
+
+/** Builds a registry; throws if two handlers claim the same type. */
+export function createRegistry(handlers: ReadonlyArray<Handler>): HandlerRegistry {
+  const map = new Map<string, Handler>()
+  for (const h of handlers) {
+    if (map.has(h.type)) throw new ValidationError(`two handlers for job type ${h.type}`, { type: h.type })
+    map.set(h.type, h)
+  }
+  return map
+}

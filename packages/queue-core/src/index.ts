@@ -1,0 +1,33 @@
+export * from './types.ts'
+export {
+  PermanentError,
+  SnoozeSignal,
+  snooze,
+  JobNotFoundError,
+  LeaseLostError,
+  ValidationError,
+  InvalidStateError,
+  coerceError,
+} from './errors.ts'
+export {
+  DEFAULT_LEASE_MS,
+  DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_CONCURRENCY,
+  DEFAULT_POLL_INTERVAL_MS,
+  DEFAULT_SHUTDOWN_GRACE_MS,
+  DEFAULT_TIMEOUT_MS,
+  NOTIFY_CHANNEL,
+} from './config.ts'
+export { connect, fromPgClient, type ConnectOptions, type Db } from './db/connect.ts'
+export type { Database, Executor } from './db/database.ts'
+export { enqueue, enqueueMany, priorityValue, type EnqueueTarget } from './enqueue.ts'
+export { getJob, cancelJob, type Scope } from './admin.ts'
+export { nextRunAt } from './retry.ts'
+export { defineHandler, createRegistry, type Handler, type HandlerContext, type HandlerDefinition, type HandlerRegistry } from './handler.ts'
+export { migrate, readMigrations, MigrationChecksumError, DEFAULT_MIGRATIONS_DIR } from './migrate.ts'
+export { createWorkerPool, type WorkerPool, type WorkerPoolOptions } from './worker/worker-pool.ts'
+export type { RunOutcome } from './worker/executor.ts'
+export { createRescuer } from './maintenance/rescuer.ts'
+export { createPromoter } from './maintenance/promoter.ts'
+export { createRetention } from './maintenance/retention.ts'
+export type { MaintenanceService } from './maintenance/service.ts'

@@ -1,0 +1,103 @@
+import type { Logger } from 'pino'
+import pg from 'pg'
+import { releaseLeadership, tryLeadership } from '../db/leader.ts'
+
+/** How often a follower tries to become leader, and the leader checks its connection. */
+export const DEFAULT_ELECTION_INTERVAL_MS = 5_000
+
+/** Leader election for one process. */
+export interface Leader {
+  start(): Promise<void>
+  readonly isLeader: boolean
+  stop(): Promise<void>
+}
+
+/**
+ * Elects one leader among all worker processes with a session advisory lock
+ * held on a dedicated connection. If the leader dies, its connection closes,
+ * PostgreSQL releases the lock and the next follower to try takes over. The
+ * lock is never held through a pooler: give this a direct connection string.
+ */
+export function createLeader(args: {
+  connectionString: string
+  log: Logger
+  onElected(): void
+  onDeposed(): Promise<void> | void
+  intervalMs?: number
+}): Leader {
+  const log = args.log.child({ component: 'leader' })
+  let client: pg.Client | null = null
+  let leader = false
+  let stopped = false
+  let timer: NodeJS.Timeout | null = null
+  let current: Promise<void> = Promise.resolve()
+
+  const depose = async () => {
+    if (!leader) return
+    leader = false
+    log.warn('leadership lost')
+    await args.onDeposed()
+  }
+
+  const closeClient = async () => {
+    const c = client
+    client = null
+    await c?.end().catch(() => {})
+  }
+
+  const attempt = async () => {
+    try {
+      if (!client) {
+        const c = new pg.Client({ connectionString: args.connectionString, application_name: 'backroom-leader' })
+        c.on('error', () => {
+          if (client === c) client = null
+          void depose()
+        })
+        await c.connect()
+        client = c
+      }
+      if (leader) {
+        // Still connected means the lock is still ours.
+        await client.query('select 1')
+        return
+      }
+      if (await tryLeadership(client)) {
+        leader = true
+        log.info('elected leader')
+        args.onElected()
+      }
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'leader election pass failed')
+      await depose()
+      await closeClient()
+    }
+  }
+
+  const loop = () => {
+    timer = null
+    current = attempt().then(() => {
+      if (stopped) return
+      timer = setTimeout(loop, (args.intervalMs ?? DEFAULT_ELECTION_INTERVAL_MS) * (0.8 + Math.random() * 0.4))
+      timer.unref()
+    })
+  }
+
+  return {
+    async start() {
+      loop()
+      await current
+    },
+    get isLeader() {
+      return leader
+    },
+    async stop() {
+      stopped = true
+      if (timer) clearTimeout(timer)
+      await current
+      const was = leader
+      await depose()
+      if (was && client) await releaseLeadership(client).catch(() => {})
+      await closeClient()
+    },
+  }
+}

@@ -1,0 +1,12 @@
+export { startEmbeddedPostgres, freePort, type RunningPostgres } from '../dev/embedded-postgres.ts'
+export {
+  startTestServer,
+  withDatabase,
+  adminQuery,
+  uniqueDatabaseName,
+  createDatabaseFromTemplate,
+  dropDatabase,
+  type TestServer,
+} from './test-database.ts'
+export { useTestDatabase, type TestDatabase } from './use-test-database.ts'
+export { insertJob, waitFor } from './fixtures.ts'

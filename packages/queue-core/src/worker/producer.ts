@@ -1,0 +1,104 @@
+import type { Logger } from 'pino'
+import { claimBatch } from '../db/claim.ts'
+import type { Executor } from '../db/database.ts'
+import type { ClaimedJobRow } from '../db/rows.ts'
+
+/** The claim loop of one worker pool. */
+export interface Producer {
+  start(): void
+  /** A notification arrived: jobs may be waiting. */
+  wake(): void
+  /** A slot became free: claim again if the last claim suggested more work. */
+  slotFreed(): void
+  /** Stops claiming; resolves when no claim is in flight. */
+  stop(): Promise<void>
+}
+
+/**
+ * Creates the producer. It claims at most the pool's free slots, only when
+ * there is reason to think work is waiting: a notification, a full previous
+ * batch, or the jittered safety-net poll. Wake-ups in one tick coalesce into
+ * one claim (setImmediate), so finishing ten jobs at once costs one claim.
+ */
+export function createProducer(args: {
+  db: Executor
+  workerId: string
+  leaseMs: number
+  types: ReadonlyArray<string> | null
+  pollIntervalMs: number
+  log: Logger
+  freeSlots(): number
+  /** True while outcomes wait to be written: claiming more would only grow the backlog. */
+  saturated(): boolean
+  onJobs(rows: ClaimedJobRow[]): void
+}): Producer {
+  const log = args.log.child({ component: 'producer' })
+  let stopped = false
+  let wanted = true
+  let maybeMore = false
+  let signal: (() => void) | null = null
+  let loopDone: Promise<void> = Promise.resolve()
+
+  const poke = () => {
+    const s = signal
+    if (!s) return
+    signal = null
+    setImmediate(s)
+  }
+
+  const waitForWork = () =>
+    new Promise<void>((resolve) => {
+      const jitter = 0.8 + Math.random() * 0.4
+      const timer = setTimeout(() => {
+        wanted = true
+        signal = null
+        resolve()
+      }, args.pollIntervalMs * jitter)
+      signal = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+
+  const loop = async () => {
+    let failures = 0
+    while (!stopped) {
+      const free = args.freeSlots()
+      if ((wanted || maybeMore) && free > 0 && !args.saturated()) {
+        wanted = false
+        try {
+          const rows = await claimBatch(args.db, { workerId: args.workerId, limit: free, leaseMs: args.leaseMs, types: args.types })
+          failures = 0
+          maybeMore = rows.length === free
+          if (rows.length > 0) log.debug({ claimed: rows.length }, 'claimed jobs')
+          args.onJobs(rows)
+        } catch (err) {
+          failures++
+          wanted = true
+          log.error({ err }, 'claim failed')
+          await new Promise((r) => setTimeout(r, Math.min(10_000, 100 * 2 ** failures)))
+        }
+        continue
+      }
+      await waitForWork()
+    }
+  }
+
+  return {
+    start() {
+      loopDone = loop()
+    },
+    wake() {
+      wanted = true
+      poke()
+    },
+    slotFreed() {
+      if (wanted || maybeMore) poke()
+    },
+    async stop() {
+      stopped = true
+      poke()
+      await loopDone
+    },
+  }
+}

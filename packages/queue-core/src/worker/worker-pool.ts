@@ -1,0 +1,226 @@
+import { randomUUID } from 'node:crypto'
+import { pino, type Logger } from 'pino'
+import type { Executor } from '../db/database.ts'
+import { extendLeases } from '../db/claim.ts'
+import { toClaimedJob } from '../db/rows.ts'
+import {
+  DEFAULT_COMPLETER_BATCH,
+  DEFAULT_COMPLETER_DELAY_MS,
+  DEFAULT_CONCURRENCY,
+  DEFAULT_LEASE_MS,
+  DEFAULT_POLL_INTERVAL_MS,
+  DEFAULT_SHUTDOWN_GRACE_MS,
+  validateWorkerTuning,
+  type WorkerTuning,
+} from '../config.ts'
+import { ValidationError } from '../errors.ts'
+import { createRegistry, type Handler, type HandlerRegistry } from '../handler.ts'
+import type { ClaimedJob } from '../types.ts'
+import { createCompleter } from './completer.ts'
+import { startRun, type ActiveRun, type RunOutcome } from './executor.ts'
+import { createListener, type Listener } from './listener.ts'
+import { createProducer } from './producer.ts'
+import { createLeader, type Leader } from '../maintenance/leader.ts'
+import { createPromoter } from '../maintenance/promoter.ts'
+import { createRescuer } from '../maintenance/rescuer.ts'
+import { createRetention } from '../maintenance/retention.ts'
+import { startTicker, type MaintenanceService, type ServiceTicker } from '../maintenance/service.ts'
+
+/** Options of {@link createWorkerPool}. */
+export interface WorkerPoolOptions extends Partial<WorkerTuning> {
+  /** Pool-backed executor for claims and outcomes. */
+  readonly db: Executor
+  /** Direct connection string for the LISTEN and leader connections (not through a transaction pooler). */
+  readonly connectionString: string
+  readonly handlers: ReadonlyArray<Handler> | HandlerRegistry
+  /** Job types to run; default every type in `handlers`. */
+  readonly types?: ReadonlyArray<string>
+  /** LISTEN for enqueue notifications (default true); false polls only (transaction-mode poolers). */
+  readonly listen?: boolean
+  /** Take part in leader election and run maintenance when elected (default true). */
+  readonly maintenance?: boolean
+  /** Override maintenance intervals (tests). */
+  readonly maintenanceIntervals?: { readonly rescueMs?: number; readonly promoteMs?: number; readonly electionMs?: number }
+  readonly log?: Logger
+  readonly workerId?: string
+  readonly now?: () => Date
+  /** Called after each run's outcome is recorded. */
+  readonly onOutcome?: (job: ClaimedJob, outcome: RunOutcome) => void
+}
+
+/** A running pool of job slots. */
+export interface WorkerPool {
+  readonly workerId: string
+  /** Jobs whose handler is running now. */
+  readonly running: number
+  readonly isLeader: boolean
+  start(): Promise<void>
+  /**
+   * Stops claiming, waits up to the grace period for running jobs, then aborts
+   * the rest and releases their leases (attempt given back, pending at once),
+   * writes every queued outcome and closes its connections (not `db`).
+   */
+  stop(): Promise<void>
+}
+
+/**
+ * Creates a worker pool: `concurrency` slots fed by one producer, LISTEN
+ * wake-ups with a jittered poll as fallback, batched fenced completions,
+ * heartbeats for every held lease, and (on the elected leader) the rescuer,
+ * promoter and retention services.
+ *
+ * @example
+ * const pool = createWorkerPool({ db: db.kysely, connectionString: url, handlers, concurrency: 20 })
+ * await pool.start()
+ * process.once('SIGTERM', () => pool.stop())
+ */
+export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
+  const tuning = validateWorkerTuning({
+    concurrency: options.concurrency ?? DEFAULT_CONCURRENCY,
+    leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS,
+    pollIntervalMs: options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
+    shutdownGraceMs: options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS,
+    completerBatch: options.completerBatch ?? DEFAULT_COMPLETER_BATCH,
+    completerDelayMs: options.completerDelayMs ?? DEFAULT_COMPLETER_DELAY_MS,
+  })
+  const handlers: HandlerRegistry = Array.isArray(options.handlers)
+    ? createRegistry(options.handlers as ReadonlyArray<Handler>)
+    : (options.handlers as HandlerRegistry)
+  const types = options.types ?? [...handlers.keys()]
+  const unknown = types.filter((t) => !handlers.has(t))
+  if (unknown.length > 0) throw new ValidationError(`no handler for job types: ${unknown.join(', ')}`, { types: unknown })
+  if (types.length === 0) throw new ValidationError('a worker pool needs at least one job type')
+
+  const workerId = options.workerId ?? `w-${randomUUID()}`
+  const log = (options.log ?? pino({ level: 'silent' })).child({ workerId })
+  const now = options.now ?? (() => new Date())
+  const db = options.db
+  const completer = createCompleter({ db, batch: tuning.completerBatch, delayMs: tuning.completerDelayMs, log })
+  /** Runs whose handler is still going: they hold slots. */
+  const busy = new Map<string, ActiveRun>()
+  /** Runs whose outcome is not yet written: they hold leases. */
+  const held = new Map<string, ActiveRun>()
+
+  const producer = createProducer({
+    db,
+    workerId,
+    leaseMs: tuning.leaseMs,
+    types,
+    pollIntervalMs: tuning.pollIntervalMs,
+    log,
+    freeSlots: () => tuning.concurrency - busy.size,
+    saturated: () => completer.pending >= tuning.completerBatch * 2,
+    onJobs(rows) {
+      for (const row of rows) {
+        const run = startRun(
+          { db, handlers, completer, log, workerId, leaseMs: tuning.leaseMs, now, onOutcome: options.onOutcome },
+          toClaimedJob(row),
+        )
+        busy.set(run.job.id, run)
+        held.set(run.job.id, run)
+        void run.ended.then(() => {
+          busy.delete(run.job.id)
+          producer.slotFreed()
+        })
+        void run.done.then(() => {
+          held.delete(run.job.id)
+          producer.slotFreed()
+        })
+      }
+    },
+  })
+
+  let heartbeat: NodeJS.Timeout | null = null
+  const beat = async () => {
+    const runs = [...held.values()]
+    if (runs.length === 0) return
+    try {
+      const kept = await extendLeases(db, { fences: runs.map((r) => r.fence), leaseMs: tuning.leaseMs })
+      const keptById = new Map(kept.map((k) => [k.id, k]))
+      for (const run of runs) {
+        const k = keptById.get(run.job.id)
+        if (!k) {
+          if (held.has(run.job.id)) run.abort('lease_lost')
+        } else if (k.cancelRequested) run.abort('cancelled')
+      }
+    } catch (err) {
+      log.error({ err }, 'heartbeat failed')
+    }
+  }
+
+  const listener: Listener | null =
+    options.listen === false
+      ? null
+      : createListener({ connectionString: options.connectionString, onWake: () => producer.wake(), log })
+
+  const services: MaintenanceService[] = [
+    createRescuer({
+      db,
+      maxAttempts: new Map([...handlers.values()].filter((h) => h.maxAttempts !== undefined).map((h) => [h.type, h.maxAttempts as number])),
+      intervalMs: options.maintenanceIntervals?.rescueMs,
+    }),
+    createPromoter({ db, intervalMs: options.maintenanceIntervals?.promoteMs }),
+    createRetention({ db }),
+  ]
+  let tickers: ServiceTicker[] = []
+  const leader: Leader | null =
+    options.maintenance === false
+      ? null
+      : createLeader({
+          connectionString: options.connectionString,
+          log,
+          intervalMs: options.maintenanceIntervals?.electionMs,
+          onElected() {
+            tickers = services.map((s) => startTicker(s, log))
+          },
+          async onDeposed() {
+            const t = tickers
+            tickers = []
+            await Promise.all(t.map((x) => x.stop()))
+          },
+        })
+
+  let state: 'new' | 'running' | 'stopping' | 'stopped' = 'new'
+  let stopping: Promise<void> | null = null
+
+  return {
+    workerId,
+    get running() {
+      return busy.size
+    },
+    get isLeader() {
+      return leader?.isLeader ?? false
+    },
+    async start() {
+      if (state !== 'new') throw new Error('worker pool already started')
+      state = 'running'
+      await listener?.start()
+      await leader?.start()
+      heartbeat = setInterval(() => void beat(), Math.max(200, Math.floor(tuning.leaseMs / 3)))
+      producer.start()
+      log.info({ concurrency: tuning.concurrency, types }, 'worker pool started')
+    },
+    stop() {
+      stopping ??= (async () => {
+        state = 'stopping'
+        await producer.stop()
+        await listener?.stop()
+        const deadline = new Promise<void>((r) => {
+          const t = setTimeout(r, tuning.shutdownGraceMs)
+          t.unref()
+        })
+        await Promise.race([Promise.all([...busy.values()].map((r) => r.ended)), deadline])
+        const late = [...busy.values()]
+        if (late.length > 0) log.warn({ jobs: late.length }, 'grace period over; releasing running jobs')
+        for (const run of late) run.abort('shutdown')
+        await Promise.all([...held.values()].map((r) => r.done))
+        await completer.drain()
+        if (heartbeat) clearInterval(heartbeat)
+        await leader?.stop()
+        state = 'stopped'
+        log.info('worker pool stopped')
+      })()
+      return stopping
+    },
+  }
+}
