@@ -1,4 +1,4 @@
-import { sql } from 'kysely'
+import { sql, type RawBuilder } from 'kysely'
 import type { Executor } from './database.ts'
 import type { ClaimedJobRow } from './rows.ts'
 import type { Fence } from '../types.ts'
@@ -28,8 +28,14 @@ export interface ClaimArgs {
  * so a store arriving later starts level with the work being served now.
  */
 export async function claimBatch(db: Executor, args: ClaimArgs): Promise<ClaimedJobRow[]> {
+  const result = await claimStatement(args).execute(db)
+  return result.rows
+}
+
+/** The claim statement itself, unexecuted: tests EXPLAIN exactly what runs. */
+export function claimStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow> {
   const types = args.types === null ? null : [...args.types]
-  const result = await sql<ClaimedJobRow>`
+  return sql<ClaimedJobRow>`
     with picked as (
       select id from jobs
       where state = 'pending'
@@ -57,8 +63,7 @@ export async function claimBatch(db: Executor, args: ClaimArgs): Promise<Claimed
       where m.top > c.vtime
     )
     select * from claimed
-  `.execute(db)
-  return result.rows
+  `
 }
 
 /** A running job whose lease is still held, after an extension. */

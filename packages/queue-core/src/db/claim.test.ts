@@ -1,0 +1,75 @@
+import { sql } from 'kysely'
+import { describe, expect, it } from 'vitest'
+import { enqueueMany } from '../enqueue.ts'
+import { useTestDatabase } from '../testing/use-test-database.ts'
+import { claimBatch, claimStatement } from './claim.ts'
+
+const t = useTestDatabase()
+
+interface PlanNode {
+  'Node Type': string
+  'Index Name'?: string
+  Plans?: PlanNode[]
+}
+
+function nodes(plan: PlanNode): PlanNode[] {
+  return [plan, ...(plan.Plans ?? []).flatMap(nodes)]
+}
+
+describe('claimBatch', () => {
+  it('claims in priority order, then fairly between stores, never the same job twice', async () => {
+    // One store floods the queue first, then 20 small stores add two jobs each.
+    await enqueueMany(t.db.kysely, Array.from({ length: 2_000 }, () => ({ type: 'test.a', storeId: 'big' })))
+    await enqueueMany(
+      t.db.kysely,
+      Array.from({ length: 40 }, (_, i) => ({ type: 'test.a', storeId: `small-${i % 20}` })),
+    )
+    await enqueueMany(t.db.kysely, [{ type: 'test.a', storeId: 'late', priority: 'urgent' }])
+    const first = await claimBatch(t.db.kysely, { workerId: 'w1', limit: 1, leaseMs: 30_000, types: null })
+    expect(first[0]?.store_id).toBe('late')
+    const next = await claimBatch(t.db.kysely, { workerId: 'w1', limit: 100, leaseMs: 30_000, types: null })
+    const small = next.filter((r) => r.store_id.startsWith('small-'))
+    // Every small-store job is within the first 100 claims despite 2,000 older big-store jobs.
+    expect(small).toHaveLength(40)
+    const ids = new Set([...first, ...next].map((r) => r.id))
+    expect(ids.size).toBe(101)
+    expect(next.every((r) => r.attempt === 1 && r.state === 'running' && r.lease_token)).toBe(true)
+  })
+
+  it('gives concurrent claimers disjoint jobs', async () => {
+    await t.db.pool.query('delete from jobs')
+    await enqueueMany(t.db.kysely, Array.from({ length: 500 }, (_, i) => ({ type: 'test.b', storeId: `s${i % 7}` })))
+    const batches = await Promise.all(
+      Array.from({ length: 10 }, (_, w) => claimBatch(t.db.kysely, { workerId: `w${w}`, limit: 60, leaseMs: 30_000, types: ['test.b'] })),
+    )
+    const all = batches.flat().map((r) => r.id)
+    expect(all).toHaveLength(500)
+    expect(new Set(all).size).toBe(500)
+  })
+
+  it('plans as an index scan with no sort at 1,000,000 history rows and 100,000 pending', async () => {
+    await t.db.pool.query('delete from jobs')
+    await t.db.pool.query(`
+      insert into job_history (id, type, queue, store_id, priority, state, attempt, payload, errors, run_at, created_at, finished_at)
+      select g, 'test.done', 'default', 's' || (g % 1000), 5, 'completed', 1, '{}', '[]', now(), now(), now() - (g % 30) * interval '1 day'
+      from generate_series(1, 1000000) g`)
+    await t.db.pool.query(`
+      insert into jobs (type, store_id, priority, state, vtime, payload)
+      select 'test.c', 's' || (g % 1000), (array[1,2,5,10])[1 + g % 4], 'pending', g / 1000.0, '{}'
+      from generate_series(1, 100000) g`)
+    await t.db.pool.query('analyze jobs')
+    await t.db.pool.query('analyze job_history')
+    for (const types of [null, ['test.c']]) {
+      const explained = await sql<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>`
+        explain (format json) ${claimStatement({ workerId: 'w', limit: 100, leaseMs: 30_000, types })}
+      `.execute(t.db.kysely)
+      const plan = explained.rows[0]!['QUERY PLAN'][0]!.Plan
+      const all = nodes(plan)
+      expect(all.some((n) => n['Node Type'] === 'Index Scan' && n['Index Name'] === 'jobs_claim_idx')).toBe(true)
+      expect(all.some((n) => n['Node Type'] === 'Sort' || n['Node Type'] === 'Incremental Sort')).toBe(false)
+    }
+    const claimed = await claimBatch(t.db.kysely, { workerId: 'w', limit: 100, leaseMs: 30_000, types: null })
+    expect(claimed).toHaveLength(100)
+    expect(claimed.every((r) => r.priority === 1)).toBe(true)
+  })
+})

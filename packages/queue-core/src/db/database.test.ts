@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest'
+import { useTestDatabase } from '../testing/use-test-database.ts'
+import type { Database } from './database.ts'
+
+const t = useTestDatabase()
+
+/** Columns the Kysely interface declares, per table: kept in step with the migrations by this test. */
+const declared: { [K in keyof Database]: ReadonlyArray<keyof Database[K]> } = {
+  jobs: [
+    'id', 'type', 'queue', 'store_id', 'user_id', 'priority', 'state', 'vtime', 'cost', 'run_at', 'attempt', 'max_attempts',
+    'payload', 'dedupe_key', 'locked_by', 'locked_until', 'lease_token', 'cancel_requested', 'progress', 'errors', 'created_at', 'started_at',
+  ],
+  job_history: [
+    'id', 'type', 'queue', 'store_id', 'user_id', 'priority', 'state', 'attempt', 'max_attempts', 'payload', 'dedupe_key',
+    'progress', 'errors', 'result', 'run_at', 'created_at', 'started_at', 'finished_at',
+  ],
+  stores: ['store_id', 'weight', 'vclock', 'created_at'],
+  queue_clock: ['id', 'vtime'],
+  schema_migrations: ['id', 'name', 'checksum', 'applied_at'],
+}
+
+describe('Database interface', () => {
+  it('matches the migrated schema column for column', async () => {
+    for (const [table, columns] of Object.entries(declared)) {
+      const { rows } = await t.db.pool.query<{ column_name: string }>(
+        `select column_name from information_schema.columns where table_schema = 'public' and table_name = $1`,
+        [table],
+      )
+      expect(rows.map((r) => r.column_name).sort(), table).toEqual([...columns].sort())
+    }
+  })
+})
