@@ -66,9 +66,11 @@ create index jobs_claim_idx on jobs (priority, vtime, id) where state = 'pending
 create index jobs_scheduled_idx on jobs (run_at) where state = 'scheduled';
 -- The running set: rescuer scans it for expired leases, limits count it per store.
 create index jobs_running_idx on jobs (store_id, type) where state = 'running';
--- Per-store and per-type views over live jobs.
+-- Per-store views over live jobs. There is deliberately no (type, state) index:
+-- it matches the claim's WHERE clause exactly, and before the first ANALYZE the
+-- planner preferred it plus a sort over the claim index (measured: 6 ms instead
+-- of 0.1 ms for a 10-job claim). Per-type counts scan the small live table.
 create index jobs_store_idx on jobs (store_id, created_at, id);
-create index jobs_type_idx on jobs (type, state);
 -- Idempotent enqueue: one live job per (store, dedupe key).
 create unique index jobs_dedupe_key on jobs (store_id, dedupe_key) where dedupe_key is not null;
 

@@ -1,0 +1,112 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { createWorkerPool, connect, defineHandler, enqueue, enqueueMany, migrate, type Db } from '@backroom/queue-core'
+import { Type } from 'typebox'
+import type { BenchJob, BenchSystem, BenchWorkers } from './system.ts'
+
+const CHILD = fileURLToPath(new URL('../worker-child.ts', import.meta.url))
+
+/** The no-op job type every Backroom bench worker runs. */
+export function benchHandler(onStart?: (payload: Record<string, unknown>) => void) {
+  return defineHandler({
+    type: 'bench.noop',
+    payload: Type.Record(Type.String(), Type.Unknown()),
+    run(payload) {
+      onStart?.(payload)
+    },
+  })
+}
+
+/** Backroom with fair claim order on (it always is) and batched completions. */
+export function backroom(): BenchSystem {
+  let db: Db | null = null
+  let url = ''
+  const must = () => {
+    if (!db) throw new Error('setup first')
+    return db
+  }
+  return {
+    name: 'backroom',
+    async setup(u) {
+      url = u
+      await migrate({ connectionString: u })
+      db = connect({ connectionString: u, max: 8 })
+    },
+    async enqueueBulk(jobs) {
+      for (let i = 0; i < jobs.length; i += 5_000) {
+        await enqueueMany(
+          must().kysely,
+          jobs.slice(i, i + 5_000).map((j) => ({ type: 'bench.noop', storeId: j.storeId, payload: j.payload })),
+        )
+      }
+    },
+    async enqueueOne(job: BenchJob) {
+      await enqueue(must().kysely, { type: 'bench.noop', storeId: job.storeId, payload: job.payload })
+    },
+    async startWorkers({ concurrency, processes, onStart }): Promise<BenchWorkers> {
+      if (processes === 1) {
+        let handled = 0
+        const pool = createWorkerPool({
+          db: must().kysely,
+          connectionString: url,
+          handlers: [benchHandler((p) => {
+            handled++
+            onStart?.(p)
+          })],
+          concurrency,
+        })
+        await pool.start()
+        return { handled: async () => handled, stop: () => pool.stop() }
+      }
+      const children: ChildProcess[] = []
+      const counts: number[] = []
+      for (let i = 0; i < processes; i++) {
+        const child = spawn(process.execPath, ['--conditions=@backroom/source', '--import', 'tsx', CHILD, url, String(concurrency)], {
+          stdio: ['pipe', 'pipe', 'inherit'],
+        })
+        counts.push(0)
+        let buffer = ''
+        child.stdout!.on('data', (d: Buffer) => {
+          buffer += d.toString()
+          const lines = buffer.split('\n')
+          buffer = lines.pop() ?? ''
+          for (const line of lines) if (line.startsWith('handled ')) counts[i] = Number(line.slice(8))
+        })
+        children.push(child)
+      }
+      await Promise.all(
+        children.map((c) => new Promise<void>((resolve) => c.stdout!.once('data', () => resolve()))),
+      )
+      for (const c of children) c.stdin!.write('go\n')
+      return {
+        handled: async () => counts.reduce((a, b) => a + b, 0),
+        async stop() {
+          await Promise.all(
+            children.map(
+              (c) =>
+                new Promise<void>((resolve) => {
+                  c.once('close', () => resolve())
+                  c.kill('SIGTERM')
+                }),
+            ),
+          )
+        },
+      }
+    },
+    async completed() {
+      const { rows } = await must().pool.query<{ n: number }>(`select count(*)::int as n from job_history where state = 'completed'`)
+      return rows[0]?.n ?? 0
+    },
+    async anomalies() {
+      const { rows } = await must().pool.query<{ n: number }>(
+        `select (select count(*) from job_history where attempt <> 1 or state <> 'completed')
+              + (select count(*) - count(distinct id) from job_history) as n`,
+      )
+      return Number(rows[0]?.n ?? 0)
+    },
+    async close() {
+      await db?.close()
+      db = null
+    },
+  }
+}
