@@ -56,6 +56,8 @@ export function connect(options: ConnectOptions): Db {
       if (closed) return
       closed = true
       await kysely.destroy()
+      // Kysely ends the pool only if it ever ran a query; a pool used directly must still close.
+      if (!pool.ended) await pool.end()
     },
   }
 }

@@ -58,12 +58,23 @@ export async function startEmbeddedPostgres(
     createPostgresUser: isRoot,
     initdbFlags: persistent ? [] : ['--no-sync'],
     postgresFlags: [...fast, '-c', 'max_connections=200', '-k', ''],
-    onLog: () => {},
-    onError: () => {},
+    // Kept quiet, but the last lines explain a failed start (the package rejects without a reason).
+    onLog: (line: unknown) => remember(line),
+    onError: (line: unknown) => remember(line),
   })
+  const recent: string[] = []
+  function remember(line: unknown) {
+    recent.push(String(line).trim())
+    if (recent.length > 20) recent.shift()
+  }
   const { existsSync } = await import('node:fs')
-  if (!existsSync(path.join(dataDir, 'PG_VERSION'))) await pg.initialise()
-  await pg.start()
+  try {
+    if (!existsSync(path.join(dataDir, 'PG_VERSION'))) await pg.initialise()
+    await pg.start()
+  } catch (err) {
+    const detail = err instanceof Error ? err.message : recent.filter(Boolean).slice(-5).join(' | ')
+    throw new Error(`embedded PostgreSQL did not start: ${detail || 'no output'}`, { cause: err })
+  }
   return {
     url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
     async stop() {

@@ -32,10 +32,11 @@ export function createLeader(args: {
   let timer: NodeJS.Timeout | null = null
   let current: Promise<void> = Promise.resolve()
 
-  const depose = async () => {
+  const depose = async (why: 'lost' | 'released') => {
     if (!leader) return
     leader = false
-    log.warn('leadership lost')
+    if (why === 'lost') log.warn('leadership lost')
+    else log.info('leadership released')
     await args.onDeposed()
   }
 
@@ -51,7 +52,7 @@ export function createLeader(args: {
         const c = new pg.Client({ connectionString: args.connectionString, application_name: 'backroom-leader' })
         c.on('error', () => {
           if (client === c) client = null
-          void depose()
+          void depose('lost')
         })
         await c.connect()
         client = c
@@ -68,7 +69,7 @@ export function createLeader(args: {
       }
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'leader election pass failed')
-      await depose()
+      await depose('lost')
       await closeClient()
     }
   }
@@ -95,7 +96,7 @@ export function createLeader(args: {
       if (timer) clearTimeout(timer)
       await current
       const was = leader
-      await depose()
+      await depose('released')
       if (was && client) await releaseLeadership(client).catch(() => {})
       await closeClient()
     },

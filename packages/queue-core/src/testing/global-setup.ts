@@ -2,11 +2,7 @@ import type { TestProject } from 'vitest/node'
 import { migrate } from '../migrate.ts'
 import { adminQuery, dropDatabase, startTestServer, uniqueDatabaseName, withDatabase } from './test-database.ts'
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    backroomTestDb: { serverUrl: string; template: string; source: string }
-  }
-}
+import './use-test-database.ts'
 
 /**
  * Vitest global setup: one PostgreSQL server per test run and one migrated

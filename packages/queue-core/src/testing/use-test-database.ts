@@ -3,6 +3,13 @@ import { afterAll, beforeAll, inject } from 'vitest'
 import { connect, type Db } from '../db/connect.ts'
 import { createDatabaseFromTemplate, dropDatabase } from './test-database.ts'
 
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** Set by the global setup: the test server and its migrated template database. */
+    backroomTestDb: { serverUrl: string; template: string; source: string }
+  }
+}
+
 /** A migrated database of this test file's own. */
 export interface TestDatabase {
   /** Its connection string (for child processes, listeners, migrators). */

@@ -205,11 +205,12 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         state = 'stopping'
         await producer.stop()
         await listener?.stop()
+        let graceTimer: NodeJS.Timeout | undefined
         const deadline = new Promise<void>((r) => {
-          const t = setTimeout(r, tuning.shutdownGraceMs)
-          t.unref()
+          graceTimer = setTimeout(r, tuning.shutdownGraceMs)
         })
         await Promise.race([Promise.all([...busy.values()].map((r) => r.ended)), deadline])
+        clearTimeout(graceTimer)
         const late = [...busy.values()]
         if (late.length > 0) log.warn({ jobs: late.length }, 'grace period over; releasing running jobs')
         for (const run of late) run.abort('shutdown')

@@ -1,0 +1,54 @@
+import { InvalidStateError, JobNotFoundError, ValidationError } from '@backroom/queue-core'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import { errorBody } from '../schemas/error-body.ts'
+
+/** Codes for the 4xx errors Fastify raises itself (bad JSON, body too large…), by status. */
+const CLIENT_ERROR_CODES: Readonly<Record<number, string>> = {
+  400: 'invalid_request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  406: 'not_acceptable',
+  408: 'request_timeout',
+  409: 'conflict',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  429: 'rate_limited',
+}
+
+/**
+ * The app's one error handler: maps what a route throws to
+ * `{ "error": { "code", "message", "details"? } }`. Schema validation and
+ * queue-core's ValidationError are 400 `invalid_request`, JobNotFoundError is
+ * 404, InvalidStateError is 409, Fastify's own client errors keep their
+ * status. Anything else is 500 `internal_error` with no detail: the cause
+ * goes to the log only, since it may name tables, hosts or values.
+ */
+export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (error.validation) {
+    const details = error.validation.map((v) => ({ in: error.validationContext, path: v.instancePath, message: v.message }))
+    return reply.code(400).send(errorBody('invalid_request', error.message, details))
+  }
+  if (error instanceof ValidationError) {
+    return reply.code(400).send(errorBody('invalid_request', error.message, error.details))
+  }
+  if (error instanceof JobNotFoundError) {
+    return reply.code(404).send(errorBody(error.code, error.message, { jobId: error.jobId }))
+  }
+  if (error instanceof InvalidStateError) {
+    return reply.code(409).send(errorBody(error.code, error.message, { jobId: error.jobId, state: error.state }))
+  }
+  const status = error.statusCode ?? 500
+  if (status >= 400 && status < 500) {
+    request.log.debug({ err: error }, 'request rejected')
+    return reply.code(status).send(errorBody(CLIENT_ERROR_CODES[status] ?? 'invalid_request', error.message))
+  }
+  request.log.error({ err: error }, 'request failed')
+  return reply.code(500).send(errorBody('internal_error', 'internal error'))
+}
+
+/** 404 for routes that do not exist, in the same shape as every other error. */
+export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return reply.code(404).send(errorBody('not_found', `route ${request.method} ${request.url.split('?')[0]} not found`))
+}

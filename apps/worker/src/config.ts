@@ -1,0 +1,113 @@
+import { DEFAULT_CONCURRENCY, DEFAULT_SHUTDOWN_GRACE_MS } from '@backroom/queue-core'
+
+/** pino levels accepted in `LOG_LEVEL`. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+/** Connections in the worker's pool when `DB_POOL_MAX` is unset: claims, completions, heartbeats, maintenance. */
+export const DEFAULT_DB_POOL_MAX = 10
+/** Connections kept open when idle when `DB_POOL_MIN` is unset. */
+export const DEFAULT_DB_POOL_MIN = 0
+
+/** The worker's settings, parsed once from the environment. */
+export interface WorkerConfig {
+  /** Never log this: it may hold a password. */
+  readonly databaseUrl: string
+  /** `WORKER_CONCURRENCY`: jobs run at once. */
+  readonly concurrency: number
+  /** `WORKER_TYPES`: job types to run; null runs every registered type. */
+  readonly types: ReadonlyArray<string> | null
+  readonly dbPoolMax: number
+  readonly dbPoolMin: number
+  readonly logLevel: LogLevel
+  /** `WORKER_SHUTDOWN_GRACE_MS`: how long SIGTERM waits for running jobs before releasing them. */
+  readonly shutdownGraceMs: number
+}
+
+/** The environment does not describe a runnable worker; `problems` names each variable at fault. */
+export class ConfigError extends Error {
+  readonly code = 'invalid_config' as const
+  readonly problems: ReadonlyArray<string>
+  constructor(problems: ReadonlyArray<string>) {
+    super(`invalid configuration: ${problems.join('; ')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+/**
+ * Reads the worker's configuration from `env`, reporting every bad variable
+ * at once (so a deploy fails on the first start, not one variable per retry).
+ * Values are never echoed back: `DATABASE_URL` may carry a password.
+ *
+ * @example
+ * const config = loadConfig(process.env, { knownTypes: handlers.map((h) => h.type) })
+ */
+export function loadConfig(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  options: { readonly knownTypes?: ReadonlyArray<string> } = {},
+): WorkerConfig {
+  const problems: string[] = []
+  const databaseUrl = env.DATABASE_URL?.trim() ?? ''
+  if (databaseUrl === '') problems.push('DATABASE_URL is required (a postgres:// connection string)')
+  else if (!isPostgresUrl(databaseUrl)) problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL')
+
+  const concurrency = integer(env, 'WORKER_CONCURRENCY', DEFAULT_CONCURRENCY, 1, problems)
+  const dbPoolMax = integer(env, 'DB_POOL_MAX', DEFAULT_DB_POOL_MAX, 1, problems)
+  const dbPoolMin = integer(env, 'DB_POOL_MIN', DEFAULT_DB_POOL_MIN, 0, problems)
+  if (dbPoolMin > dbPoolMax) problems.push('DB_POOL_MIN must not exceed DB_POOL_MAX')
+  const shutdownGraceMs = integer(env, 'WORKER_SHUTDOWN_GRACE_MS', DEFAULT_SHUTDOWN_GRACE_MS, 0, problems)
+  const logLevel = oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info', problems)
+
+  const listed = (env.WORKER_TYPES ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '')
+  const types = listed.length === 0 ? null : [...new Set(listed)]
+  if (types && options.knownTypes) {
+    const unknown = types.filter((t) => !options.knownTypes?.includes(t))
+    if (unknown.length > 0) problems.push(`WORKER_TYPES names job types without a handler: ${unknown.join(', ')}`)
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems)
+  return { databaseUrl, concurrency, types, dbPoolMax, dbPoolMin, logLevel, shutdownGraceMs }
+}
+
+function isPostgresUrl(value: string): boolean {
+  try {
+    return ['postgres:', 'postgresql:'].includes(new URL(value).protocol)
+  } catch {
+    return false
+  }
+}
+
+function integer(
+  env: Readonly<Record<string, string | undefined>>,
+  name: string,
+  fallback: number,
+  min: number,
+  problems: string[],
+): number {
+  const raw = env[name]?.trim()
+  if (raw === undefined || raw === '') return fallback
+  const value = /^\d+$/.test(raw) ? Number(raw) : Number.NaN
+  if (!Number.isSafeInteger(value) || value < min) {
+    problems.push(`${name} must be an integer >= ${min}`)
+    return fallback
+  }
+  return value
+}
+
+function oneOf<T extends string>(
+  env: Readonly<Record<string, string | undefined>>,
+  name: string,
+  allowed: ReadonlyArray<T>,
+  fallback: T,
+  problems: string[],
+): T {
+  const raw = env[name]?.trim().toLowerCase()
+  if (raw === undefined || raw === '') return fallback
+  if ((allowed as ReadonlyArray<string>).includes(raw)) return raw as T
+  problems.push(`${name} must be one of ${allowed.join(', ')}`)
+  return fallback
+}

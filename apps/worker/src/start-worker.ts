@@ -1,0 +1,60 @@
+import { connect, createWorkerPool, migrate, type Handler, type WorkerPool } from '@backroom/queue-core'
+import type { Logger } from 'pino'
+import type { WorkerConfig } from './config.ts'
+
+/** A started worker: its pool and the one way to stop it. */
+export interface RunningWorker {
+  readonly pool: WorkerPool
+  /** Drains the pool (grace period, then release) and closes the database pool. */
+  stop(): Promise<void>
+}
+
+/**
+ * Brings a worker up: applies pending migrations (idempotent, advisory-locked,
+ * so several workers starting together are safe), opens the database pool and
+ * starts a worker pool over `handlers`.
+ *
+ * @example
+ * const worker = await startWorker({ config, handlers, log })
+ * process.once('SIGTERM', () => void worker.stop())
+ */
+export async function startWorker(args: {
+  readonly config: WorkerConfig
+  readonly handlers: ReadonlyArray<Handler>
+  readonly log: Logger
+}): Promise<RunningWorker> {
+  const { config, log } = args
+  const applied = await migrate({ connectionString: config.databaseUrl })
+  if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied')
+  const db = connect({
+    connectionString: config.databaseUrl,
+    max: config.dbPoolMax,
+    min: config.dbPoolMin,
+    applicationName: 'backroom-worker',
+  })
+  try {
+    const pool = createWorkerPool({
+      db: db.kysely,
+      connectionString: config.databaseUrl,
+      handlers: args.handlers,
+      types: config.types ?? undefined,
+      concurrency: config.concurrency,
+      shutdownGraceMs: config.shutdownGraceMs,
+      log,
+    })
+    await pool.start()
+    return {
+      pool,
+      async stop() {
+        try {
+          await pool.stop()
+        } finally {
+          await db.close()
+        }
+      },
+    }
+  } catch (err) {
+    await db.close()
+    throw err
+  }
+}
