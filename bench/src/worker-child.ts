@@ -3,7 +3,7 @@
 import { connect, createWorkerPool } from '@backroom/queue-core'
 import { benchHandler } from './systems/backroom.ts'
 
-const [url, concurrency] = process.argv.slice(2)
+const [url, concurrency, prefetch] = process.argv.slice(2)
 const db = connect({ connectionString: url!, max: 4 })
 let handled = 0
 const pool = createWorkerPool({
@@ -11,6 +11,7 @@ const pool = createWorkerPool({
   connectionString: url!,
   handlers: [benchHandler(() => handled++)],
   concurrency: Number(concurrency),
+  prefetch: Number(prefetch ?? 0),
 })
 // Ready once connected; start claiming only on "go" so process start-up is not timed.
 process.stdout.write('handled 0\n')

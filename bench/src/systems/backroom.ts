@@ -18,7 +18,7 @@ export function benchHandler(onStart?: (payload: Record<string, unknown>) => voi
 }
 
 /** Backroom with fair claim order on (it always is) and batched completions. */
-export function backroom(): BenchSystem {
+export function backroom(options: { prefetch?: number } = {}): BenchSystem {
   let db: Db | null = null
   let url = ''
   const must = () => {
@@ -54,6 +54,7 @@ export function backroom(): BenchSystem {
             onStart?.(p)
           })],
           concurrency,
+          prefetch: options.prefetch,
         })
         await pool.start()
         return { handled: async () => handled, stop: () => pool.stop() }
@@ -61,7 +62,7 @@ export function backroom(): BenchSystem {
       const children: ChildProcess[] = []
       const counts: number[] = []
       for (let i = 0; i < processes; i++) {
-        const child = spawn(process.execPath, ['--conditions=@backroom/source', '--import', 'tsx', CHILD, url, String(concurrency)], {
+        const child = spawn(process.execPath, ['--conditions=@backroom/source', '--import', 'tsx', CHILD, url, String(concurrency), String(options.prefetch ?? 0)], {
           stdio: ['pipe', 'pipe', 'inherit'],
         })
         counts.push(0)

@@ -12,6 +12,12 @@ export const DEFAULT_POLL_INTERVAL_MS = 2_000
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000
 /** A handler's time limit when it does not declare one. */
 export const DEFAULT_TIMEOUT_MS = 5 * 60_000
+/**
+ * Jobs a pool may hold claimed beyond its running ones, so a freed slot starts
+ * the next job without a round trip. Kept small: a prefetched job waits on this
+ * worker even if another is idle, and holds a lease while it waits.
+ */
+export const DEFAULT_PREFETCH = 0
 /** Completions buffered before a flush is forced. */
 export const DEFAULT_COMPLETER_BATCH = 500
 /** How long a completion may wait for others to share its flush. */
@@ -24,6 +30,7 @@ export const NOTIFY_CHANNEL = 'backroom_jobs'
 /** Options of {@link createWorkerPool} that have defaults. */
 export interface WorkerTuning {
   readonly concurrency: number
+  readonly prefetch: number
   readonly leaseMs: number
   readonly pollIntervalMs: number
   readonly shutdownGraceMs: number
@@ -35,6 +42,7 @@ export interface WorkerTuning {
 export function validateWorkerTuning(t: WorkerTuning): WorkerTuning {
   const checks: ReadonlyArray<[keyof WorkerTuning, number]> = [
     ['concurrency', 1],
+    ['prefetch', 0],
     ['leaseMs', 1_000],
     ['pollIntervalMs', 10],
     ['shutdownGraceMs', 0],

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Type } from 'typebox'
 import { afterEach, describe, expect, it } from 'vitest'
 import { cancelJob, getJob } from '../admin.ts'
-import { enqueue } from '../enqueue.ts'
+import { enqueue, enqueueMany } from '../enqueue.ts'
 import { PermanentError, snooze } from '../errors.ts'
 import { defineHandler, type Handler } from '../handler.ts'
 import { useTestDatabase } from '../testing/use-test-database.ts'
@@ -211,5 +211,27 @@ describe('createWorkerPool', () => {
       /no handler for job types: test.other/,
     )
     expect(() => createWorkerPool({ db: t.db.kysely, connectionString: t.url, handlers: [h], concurrency: 0 })).toThrow(/concurrency/)
+  })
+})
+
+describe('createWorkerPool with prefetch', () => {
+  it('holds claimed jobs beyond its slots, runs them all, and gives unstarted ones back on stop', async () => {
+    let release!: () => void
+    const gate = new Promise<void>((r) => {
+      release = r
+    })
+    const h = defineHandler({ type: 'test.gated', payload: Empty, run: () => gate })
+    const jobs = await enqueueMany(t.db.kysely, Array.from({ length: 10 }, () => ({ type: 'test.gated', storeId: 's1' })))
+    const { pool, outcomes } = await startPool([h], { concurrency: 2, prefetch: 4, maintenance: false, shutdownGraceMs: 50 })
+    const running = async () =>
+      (await t.db.pool.query<{ n: number }>(`select count(*)::int as n from jobs where state = 'running'`)).rows[0]!.n
+    // 2 running + 4 prefetched are claimed (running in the database), the other 4 wait.
+    await waitFor(async () => (await running()) === 6)
+    expect(pool.running).toBe(2)
+    await pool.stop()
+    expect(outcomes.map((o) => o.outcome)).toEqual(['released', 'released'])
+    const states = await Promise.all(jobs.map(async ({ job }) => getJob(t.db.kysely, job.id)))
+    expect(states.every((j) => j.state === 'pending' && j.attempt === 0)).toBe(true)
+    release()
   })
 })

@@ -2,12 +2,14 @@ import { randomUUID } from 'node:crypto'
 import { pino, type Logger } from 'pino'
 import type { Executor } from '../db/database.ts'
 import { extendLeases } from '../db/claim.ts'
-import { toClaimedJob } from '../db/rows.ts'
+import { toClaimedJob, type ClaimedJobRow } from '../db/rows.ts'
+import { giveBack } from '../db/history.ts'
 import {
   DEFAULT_COMPLETER_BATCH,
   DEFAULT_COMPLETER_DELAY_MS,
   DEFAULT_CONCURRENCY,
   DEFAULT_LEASE_MS,
+  DEFAULT_PREFETCH,
   DEFAULT_POLL_INTERVAL_MS,
   DEFAULT_SHUTDOWN_GRACE_MS,
   validateWorkerTuning,
@@ -77,6 +79,7 @@ export interface WorkerPool {
 export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const tuning = validateWorkerTuning({
     concurrency: options.concurrency ?? DEFAULT_CONCURRENCY,
+    prefetch: options.prefetch ?? DEFAULT_PREFETCH,
     leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS,
     pollIntervalMs: options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
     shutdownGraceMs: options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS,
@@ -101,6 +104,33 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   /** Runs whose outcome is not yet written: they hold leases. */
   const held = new Map<string, ActiveRun>()
 
+  /** Claimed jobs waiting for a slot (prefetch): they hold leases too. */
+  let waiting: ClaimedJobRow[] = []
+  const capacity = tuning.concurrency + tuning.prefetch
+  // Refill when the local queue runs low, not on every freed slot, so claims come in batches.
+  const refillBelow = Math.max(1, Math.ceil(tuning.prefetch / 2))
+
+  const startWaiting = () => {
+    while (busy.size < tuning.concurrency && waiting.length > 0 && state === 'running') {
+      const row = waiting.shift() as ClaimedJobRow
+      const run = startRun(
+        { db, handlers, completer, log, workerId, leaseMs: tuning.leaseMs, now, onOutcome: options.onOutcome },
+        toClaimedJob(row),
+      )
+      busy.set(run.job.id, run)
+      held.set(run.job.id, run)
+      void run.ended.then(() => {
+        busy.delete(run.job.id)
+        startWaiting()
+        producer.slotFreed()
+      })
+      void run.done.then(() => {
+        held.delete(run.job.id)
+        producer.slotFreed()
+      })
+    }
+  }
+
   const producer = createProducer({
     db,
     workerId,
@@ -108,35 +138,25 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     types,
     pollIntervalMs: tuning.pollIntervalMs,
     log,
-    freeSlots: () => tuning.concurrency - busy.size,
+    freeSlots: () => (waiting.length < refillBelow ? capacity - busy.size - waiting.length : 0),
     saturated: () => completer.pending >= tuning.completerBatch * 2,
     onJobs(rows) {
-      for (const row of rows) {
-        const run = startRun(
-          { db, handlers, completer, log, workerId, leaseMs: tuning.leaseMs, now, onOutcome: options.onOutcome },
-          toClaimedJob(row),
-        )
-        busy.set(run.job.id, run)
-        held.set(run.job.id, run)
-        void run.ended.then(() => {
-          busy.delete(run.job.id)
-          producer.slotFreed()
-        })
-        void run.done.then(() => {
-          held.delete(run.job.id)
-          producer.slotFreed()
-        })
-      }
+      waiting.push(...rows)
+      startWaiting()
     },
   })
 
   let heartbeat: NodeJS.Timeout | null = null
   const beat = async () => {
     const runs = [...held.values()]
-    if (runs.length === 0) return
+    const queued = waiting.map((r) => ({ id: r.id, attempt: r.attempt, leaseToken: r.lease_token }))
+    if (runs.length + queued.length === 0) return
     try {
-      const kept = await extendLeases(db, { fences: runs.map((r) => r.fence), leaseMs: tuning.leaseMs })
+      const kept = await extendLeases(db, { fences: [...runs.map((r) => r.fence), ...queued], leaseMs: tuning.leaseMs })
       const keptById = new Map(kept.map((k) => [k.id, k]))
+      // A prefetched job whose lease was lost belongs to someone else now.
+      const lost = new Set(queued.filter((q) => !keptById.has(String(q.id))).map((q) => q.id))
+      if (lost.size > 0) waiting = waiting.filter((r) => !lost.has(r.id))
       for (const run of runs) {
         const k = keptById.get(run.job.id)
         if (!k) {
@@ -205,6 +225,10 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         state = 'stopping'
         await producer.stop()
         await listener?.stop()
+        // Prefetched jobs never started: back to the queue at once, attempt given back.
+        const unstarted = waiting
+        waiting = []
+        await giveBack(db, { fences: unstarted.map((r) => ({ id: r.id, attempt: r.attempt, leaseToken: r.lease_token })), runAt: null })
         let graceTimer: NodeJS.Timeout | undefined
         const deadline = new Promise<void>((r) => {
           graceTimer = setTimeout(r, tuning.shutdownGraceMs)
