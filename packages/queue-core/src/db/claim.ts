@@ -26,6 +26,8 @@ export interface ClaimArgs {
  *
  * The global virtual clock moves to the highest vtime claimed, never back,
  * so a store arriving later starts level with the work being served now.
+ * The claim takes the clock row with SKIP LOCKED: concurrent claimers never
+ * queue behind each other on it.
  */
 export async function claimBatch(db: Executor, args: ClaimArgs): Promise<ClaimedJobRow[]> {
   const run = async (trx: Executor) => {
@@ -84,11 +86,15 @@ export function claimStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow> {
       where j.id = picked.id
       returning j.*
     ),
+    -- Never wait for the clock row: if another claim holds it, that claim
+    -- moves the clock forward itself, and a clock a few jobs behind is harmless.
+    -- Waiting would serialise every claimer on one row for a round trip.
     advance as (
       update queue_clock c
       set vtime = m.top
       from (select max(vtime) as top from claimed) m
       where m.top > c.vtime
+        and c.id = (select id from queue_clock for update skip locked)
     )
     select * from claimed
   `

@@ -77,3 +77,19 @@ export function fromPgClient(client: pg.ClientBase): Kysely<Database> {
     }),
   })
 }
+
+/**
+ * A dedicated session connection (LISTEN, the leader lock) that notices a
+ * vanished peer in seconds, not hours: TCP keepalives on our side, and on the
+ * server's side too, so a leader whose host disappears without closing its
+ * socket loses the advisory lock in about 30 s and a follower takes over.
+ */
+export function dedicatedClient(connectionString: string, applicationName: string): pg.Client {
+  return new pg.Client({
+    connectionString,
+    application_name: applicationName,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+    options: '-c jit=off -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3',
+  })
+}

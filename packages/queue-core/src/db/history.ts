@@ -131,11 +131,19 @@ export async function requestCancel(db: Executor, args: { id: string; storeId: s
   return result.rows[0]
 }
 
+/** How long partition DDL may wait for its lock before giving up until the next pass. */
+const PARTITION_LOCK_TIMEOUT = '500ms'
+
 /**
- * Creates the daily `job_history` partitions for [from, from + days). A day
- * whose rows already landed in the default partition is skipped (PostgreSQL
- * refuses the overlap); those rows age out with the default partition's
- * retention instead. Returns the partitions created.
+ * Creates the daily `job_history` partitions for [from, from + days).
+ *
+ * Attaching a partition locks the default partition and scans it for rows of
+ * that day, waiting behind every in-flight completion and holding up new ones
+ * while it waits; so each statement gets a short lock timeout and a day that
+ * cannot be created now is left for the next pass. A day whose rows already
+ * landed in the default partition is skipped (PostgreSQL refuses the overlap);
+ * those rows age out through {@link deleteDefaultBefore}. Returns the
+ * partitions created.
  */
 export async function ensurePartitions(db: Executor, args: { from: Date; days: number }): Promise<string[]> {
   const created: string[] = []
@@ -145,16 +153,42 @@ export async function ensurePartitions(db: Executor, args: { from: Date; days: n
     const name = `job_history_p${start.toISOString().slice(0, 10).replaceAll('-', '')}`
     const exists = await sql<{ n: number }>`select count(*)::int as n from pg_class where relname = ${name}`.execute(db)
     if ((exists.rows[0]?.n ?? 0) > 0) continue
-    const clash = await sql<{ n: number }>`
-      select count(*)::int as n from job_history_default where finished_at >= ${start} and finished_at < ${end}
-    `.execute(db)
-    if ((clash.rows[0]?.n ?? 0) > 0) continue
-    // Identifiers cannot be parameters; `name` is built from a date only.
-    await sql`create table if not exists ${sql.id(name)} partition of job_history
-              for values from (${sql.lit(start.toISOString())}) to (${sql.lit(end.toISOString())})`.execute(db)
-    created.push(name)
+    const made = await db.transaction().execute(async (trx) => {
+      await sql`select set_config('lock_timeout', ${PARTITION_LOCK_TIMEOUT}, true)`.execute(trx)
+      const clash = await sql<{ n: number }>`
+        select count(*)::int as n from job_history_default where finished_at >= ${start} and finished_at < ${end}
+      `.execute(trx)
+      if ((clash.rows[0]?.n ?? 0) > 0) return false
+      // Identifiers cannot be parameters; `name` is built from a date only.
+      await sql`create table if not exists ${sql.id(name)} partition of job_history
+                for values from (${sql.lit(start.toISOString())}) to (${sql.lit(end.toISOString())})`.execute(trx)
+      return true
+    }).catch((err: unknown) => {
+      // 55P03 lock_not_available; 23514 a row of that day committed meanwhile: try again next pass.
+      const code = (err as { code?: string }).code
+      if (code === '55P03' || code === '23514') return false
+      throw err
+    })
+    if (made) created.push(name)
   }
   return created
+}
+
+/**
+ * Deletes rows older than `before` from the default partition (days that had
+ * no partition of their own yet), in bounded batches. Returns the rows deleted.
+ */
+export async function deleteDefaultBefore(db: Executor, args: { before: Date; batch: number }): Promise<number> {
+  let total = 0
+  for (;;) {
+    const result = await sql`
+      delete from job_history_default
+      where ctid in (select ctid from job_history_default where finished_at < ${args.before} limit ${args.batch})
+    `.execute(db)
+    const n = Number(result.numAffectedRows ?? 0)
+    total += n
+    if (n < args.batch) return total
+  }
 }
 
 /** Drops daily partitions whose whole day ended before `before`. Returns the partitions dropped. */
@@ -169,10 +203,17 @@ export async function dropPartitionsBefore(db: Executor, before: Date): Promise<
   for (const { name } of result.rows) {
     const day = name.slice('job_history_p'.length)
     // The partition for day D holds [D, D+1): it is wholly old when D+1 <= before, i.e. D < cutoff day.
-    if (day < cutoff) {
-      await sql`drop table if exists ${sql.id(name)}`.execute(db)
-      dropped.push(name)
-    }
+    if (day >= cutoff) continue
+    const ok = await db.transaction().execute(async (trx) => {
+      // Dropping a partition locks the parent: never queue completions behind a long wait.
+      await sql`select set_config('lock_timeout', ${PARTITION_LOCK_TIMEOUT}, true)`.execute(trx)
+      await sql`drop table if exists ${sql.id(name)}`.execute(trx)
+      return true
+    }).catch((err: unknown) => {
+      if ((err as { code?: string }).code === '55P03') return false
+      throw err
+    })
+    if (ok) dropped.push(name)
   }
   return dropped
 }

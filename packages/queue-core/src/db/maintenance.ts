@@ -31,13 +31,14 @@ export async function promoteDue(db: Executor, args: { limit: number }): Promise
 export interface RescueCounts {
   /** Expired leases returned to pending. */
   readonly rescued: number
-  /** Expired leases whose attempts were spent: moved to history as failed. */
+  /** Expired leases whose attempts were spent, or whose cancellation was requested: moved to history. */
   readonly failed: number
 }
 
 /**
  * Takes back running jobs whose lease expired (their worker died or hung):
- * back to pending with an error recorded, or failed when no attempt is left.
+ * back to pending with an error recorded; failed when no attempt is left;
+ * cancelled when a cancellation was requested that the dead worker never saw.
  * The rescued job keeps its vtime, so it runs again ahead of newer work.
  *
  * Index: jobs_running_idx (running rows only; the running set is small), then
@@ -54,6 +55,7 @@ export async function rescueExpired(
   const result = await sql<{ rescued: number; failed: number }>`
     with expired as (
       select j.id, j.attempt, coalesce(j.max_attempts, m.max_attempts, ${DEFAULT_MAX_ATTEMPTS}) as allowed,
+             j.cancel_requested,
              jsonb_build_object('attempt', j.attempt, 'at', now(), 'code', 'lease_expired',
                                 'message', 'the worker holding the job stopped heartbeating') as error
       from jobs j
@@ -68,17 +70,19 @@ export async function rescueExpired(
       set state = 'pending', locked_by = null, locked_until = null, lease_token = null,
           errors = ${appendError(sql.ref('j.errors'), sql.ref('e.error'))}
       from expired e
-      where j.id = e.id and e.attempt < e.allowed
+      where j.id = e.id and e.attempt < e.allowed and not e.cancel_requested
       returning j.id
     ),
+    -- Out of attempts: failed. Cancellation requested before the worker died: cancelled, not run again.
     dead as (
       delete from jobs j using expired e
-      where j.id = e.id and e.attempt >= e.allowed
-      returning j.*, e.error as final_error
+      where j.id = e.id and (e.attempt >= e.allowed or e.cancel_requested)
+      returning j.*, e.error as final_error,
+                case when e.cancel_requested then 'cancelled' else 'failed' end as final_state
     ),
     moved as (
       insert into job_history (${HISTORY_COLUMNS})
-      select id, type, queue, store_id, user_id, priority, 'failed', attempt, max_attempts, payload, dedupe_key, progress,
+      select id, type, queue, store_id, user_id, priority, final_state, attempt, max_attempts, payload, dedupe_key, progress,
              ${appendError(sql.ref('errors'), sql.ref('final_error'))},
              null, run_at, created_at, started_at, now()
       from dead

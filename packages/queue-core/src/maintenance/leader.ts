@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
-import pg from 'pg'
+import type pg from 'pg'
+import { dedicatedClient } from '../db/connect.ts'
 import { releaseLeadership, tryLeadership } from '../db/leader.ts'
 
 /** How often a follower tries to become leader, and the leader checks its connection. */
@@ -49,7 +50,7 @@ export function createLeader(args: {
   const attempt = async () => {
     try {
       if (!client) {
-        const c = new pg.Client({ connectionString: args.connectionString, application_name: 'backroom-leader' })
+        const c = dedicatedClient(args.connectionString, 'backroom-leader')
         c.on('error', () => {
           if (client === c) client = null
           void depose('lost')

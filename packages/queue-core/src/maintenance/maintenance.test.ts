@@ -25,18 +25,18 @@ describe('promoter', () => {
 })
 
 describe('retention', () => {
-  it('creates daily history partitions ahead and drops whole days past retention', async () => {
+  it('creates daily history partitions from tomorrow on and drops whole days past retention', async () => {
     const now = new Date('2030-01-10T12:00:00Z')
     const retention = createRetention({ db: t.db.kysely, now: () => now, retentionDays: 3, daysAhead: 2 })
-    expect(await retention.runOnce()).toEqual({ created: 2, dropped: 0 })
+    expect(await retention.runOnce()).toEqual({ created: 2, dropped: 0, deleted: 0 })
     const old = createRetention({ db: t.db.kysely, now: () => new Date('2030-01-05T00:00:00Z'), retentionDays: 30, daysAhead: 1 })
     await old.runOnce()
     const { rows } = await t.db.pool.query<{ relname: string }>(
       `select relname from pg_class where relname like 'job_history_p2030%' and relkind = 'r' order by relname`,
     )
-    expect(rows.map((r) => r.relname)).toEqual(['job_history_p20300105', 'job_history_p20300110', 'job_history_p20300111'])
-    // 2030-01-05 ended more than 3 days before 2030-01-10 12:00; the 10th and 11th stay.
-    expect(await retention.runOnce()).toEqual({ created: 0, dropped: 1 })
+    expect(rows.map((r) => r.relname)).toEqual(['job_history_p20300106', 'job_history_p20300111', 'job_history_p20300112'])
+    // 2030-01-06 ended more than 3 days before 2030-01-10 12:00; the 11th and 12th stay.
+    expect(await retention.runOnce()).toEqual({ created: 0, dropped: 1, deleted: 0 })
   })
 })
 

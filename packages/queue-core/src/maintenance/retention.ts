@@ -1,5 +1,5 @@
 import type { Executor } from '../db/database.ts'
-import { dropPartitionsBefore, ensurePartitions } from '../db/history.ts'
+import { deleteDefaultBefore, dropPartitionsBefore, ensurePartitions } from '../db/history.ts'
 import type { MaintenanceService } from './service.ts'
 
 /** Days of finished jobs kept in job_history. */
@@ -27,10 +27,15 @@ export function createRetention(args: {
     intervalMs: args.intervalMs ?? DEFAULT_RETENTION_INTERVAL_MS,
     async runOnce() {
       const today = now()
-      const created = await ensurePartitions(args.db, { from: today, days: args.daysAhead ?? DEFAULT_PARTITIONS_AHEAD })
+      // From tomorrow on: today's completions may already sit in the default
+      // partition, and creating a partition for a day in progress would clash
+      // with them. A partition is made days before its first row can arrive.
+      const tomorrow = new Date(today.getTime() + 86_400_000)
+      const created = await ensurePartitions(args.db, { from: tomorrow, days: args.daysAhead ?? DEFAULT_PARTITIONS_AHEAD })
       const cutoff = new Date(today.getTime() - (args.retentionDays ?? DEFAULT_RETENTION_DAYS) * 86_400_000)
       const dropped = await dropPartitionsBefore(args.db, cutoff)
-      return { created: created.length, dropped: dropped.length }
+      const deleted = await deleteDefaultBefore(args.db, { before: cutoff, batch: 5_000 })
+      return { created: created.length, dropped: dropped.length, deleted }
     },
   }
 }

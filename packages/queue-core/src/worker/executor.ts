@@ -73,6 +73,8 @@ export function startRun(deps: ExecutorDeps, job: ClaimedJob): ActiveRun {
   }
   const timer = setTimeout(() => abort('timeout'), timeoutMs)
   timer.unref()
+  // Cancelled while it waited in the local queue: never start the handler.
+  if (job.cancelRequested) abort('cancelled')
 
   const ctx = {
     job,
@@ -92,6 +94,7 @@ export function startRun(deps: ExecutorDeps, job: ClaimedJob): ActiveRun {
   }
 
   const run = async (): Promise<unknown> => {
+    if (controller.signal.aborted) throw controller.signal.reason
     if (!handler) throw new PermanentError('no_handler', { message: `no handler for job type ${job.type}` })
     const payload = handler.parse(job.payload)
     return await handler.run(payload, ctx)

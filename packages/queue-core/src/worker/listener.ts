@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
-import pg from 'pg'
+import type pg from 'pg'
+import { dedicatedClient } from '../db/connect.ts'
 import { NOTIFY_CHANNEL } from '../config.ts'
 
 /** A dedicated LISTEN connection that reconnects by itself. */
@@ -25,7 +26,7 @@ export function createListener(args: {
   let retry: NodeJS.Timeout | null = null
 
   const connect = async (): Promise<void> => {
-    const c = new pg.Client({ connectionString: args.connectionString, application_name: 'backroom-listener' })
+    const c = dedicatedClient(args.connectionString, 'backroom-listener')
     c.on('notification', () => args.onWake())
     c.on('error', (err) => {
       log.warn({ err: err.message }, 'listener connection lost')

@@ -157,6 +157,9 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       // A prefetched job whose lease was lost belongs to someone else now.
       const lost = new Set(queued.filter((q) => !keptById.has(String(q.id))).map((q) => q.id))
       if (lost.size > 0) waiting = waiting.filter((r) => !lost.has(r.id))
+      // A prefetched job cancelled meanwhile starts as cancelled (its handler never runs).
+      const cancelled = new Set(kept.filter((k) => k.cancelRequested).map((k) => k.id))
+      if (cancelled.size > 0) waiting = waiting.map((r) => (cancelled.has(String(r.id)) ? { ...r, cancel_requested: true } : r))
       for (const run of runs) {
         const k = keptById.get(run.job.id)
         if (!k) {
