@@ -3,11 +3,23 @@
 import { freshDatabase, serverSettings, serverUrl } from './database.ts'
 import { progress, progressDone } from './progress.ts'
 import { backroom } from './systems/backroom.ts'
+import { graphileDefaults, graphileFast } from './systems/graphile-worker.ts'
+import { pgBossDefaults, pgBossFast } from './systems/pg-boss.ts'
 import type { BenchSystem } from './systems/system.ts'
 import { drain } from './workloads/drain.ts'
 import { enqueueBulk, enqueueSingle } from './workloads/enqueue.ts'
 
 const quick = process.argv.includes('--quick')
+// --systems=backroom,pgboss,graphile,graphile-defaults picks systems by exact name.
+// Without it, every system runs except pgboss-defaults: its 2 s polling caps a drain
+// at concurrency / 2 jobs/s per process (the c=10 p=1 quick drain alone takes 10 minutes).
+const allSystems = [backroom, pgBossFast, pgBossDefaults, graphileFast, graphileDefaults]
+const systemsArg = process.argv.find((a) => a.startsWith('--systems='))?.slice('--systems='.length)
+const wanted = systemsArg?.split(',').map((s) => s.trim()).filter(Boolean) ?? null
+const known = allSystems.map((make) => make().name)
+const unknown = wanted?.filter((w) => !known.includes(w)) ?? []
+if (unknown.length > 0) throw new Error(`unknown system(s) ${unknown.join(', ')}; known: ${known.join(', ')}`)
+const selected = allSystems.filter((make) => (wanted ? wanted.includes(make().name) : make().name !== 'pgboss-defaults'))
 const sizes = quick
   ? { bulk: 5_000, single: 300, drain: 3_000, runs: 1 }
   : { bulk: 100_000, single: 5_000, drain: 100_000, runs: 3 }
@@ -36,7 +48,7 @@ async function withSystem<T>(make: () => BenchSystem, fn: (s: BenchSystem) => Pr
 async function main() {
   const rows: Row[] = []
   const failures: string[] = []
-  const systems = [backroom]
+  const systems = selected
   for (const make of systems) {
     const name = make().name
     const bulk: number[] = []

@@ -1,0 +1,74 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import type { BenchWorkers } from './system.ts'
+
+const PEER_CHILD = fileURLToPath(new URL('../peer-child.ts', import.meta.url))
+
+/** Which peer a `peer-child.ts` process runs, and with which settings. */
+export interface PeerChildSpec {
+  readonly system: 'pgboss' | 'graphile'
+  readonly variant: string
+  readonly url: string
+  readonly concurrency: number
+}
+
+/**
+ * Spawns `processes` peer worker processes (`src/peer-child.ts`) and resolves once
+ * every one of them is connected and waiting; then tells them all to start at once,
+ * so process start-up stays outside the timed window (same protocol as
+ * `worker-child.ts`: children print `handled N` lines and start on a stdin line).
+ */
+export async function spawnPeerChildren(spec: PeerChildSpec, processes: number): Promise<BenchWorkers> {
+  const children: ChildProcess[] = []
+  const counts: number[] = []
+  const ready: Promise<void>[] = []
+  for (let i = 0; i < processes; i++) {
+    const child = spawn(
+      process.execPath,
+      ['--conditions=@backroom/source', '--import', 'tsx', PEER_CHILD, spec.system, spec.variant, spec.url, String(spec.concurrency)],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    )
+    counts.push(0)
+    let buffer = ''
+    child.stdout!.on('data', (d: Buffer) => {
+      buffer += d.toString()
+      const lines = buffer.split('\n')
+      buffer = lines.pop() ?? ''
+      for (const line of lines) if (line.startsWith('handled ')) counts[i] = Number(line.slice(8))
+    })
+    // A child that dies before it is ready would otherwise leave the run waiting forever.
+    ready.push(
+      new Promise<void>((resolve, reject) => {
+        const onExit = (code: number | null) => reject(new Error(`${spec.system} child exited with ${code} before it was ready`))
+        child.once('exit', onExit)
+        child.stdout!.once('data', () => {
+          child.off('exit', onExit)
+          resolve()
+        })
+      }),
+    )
+    children.push(child)
+  }
+  try {
+    await Promise.all(ready)
+  } catch (error) {
+    for (const c of children) c.kill('SIGKILL')
+    throw error
+  }
+  for (const c of children) c.stdin!.write('go\n')
+  return {
+    handled: async () => counts.reduce((a, b) => a + b, 0),
+    async stop() {
+      await Promise.all(
+        children.map(
+          (c) =>
+            new Promise<void>((resolve) => {
+              if (c.exitCode !== null || c.signalCode !== null) return resolve()
+              c.once('close', () => resolve())
+              c.kill('SIGTERM')
+            }),
+        ),
+      )
+    },
+  }
+}
