@@ -17,8 +17,24 @@ export function benchHandler(onStart?: (payload: Record<string, unknown>) => voi
   })
 }
 
-/** Backroom with fair claim order on (it always is) and batched completions. */
-export function backroom(options: { prefetch?: number } = {}): BenchSystem {
+/** Options of the Backroom bench system. */
+export interface BackroomBenchOptions {
+  /** Jobs a pool holds claimed beyond its slots. */
+  readonly prefetch?: number
+  /**
+   * Plain FIFO, for comparison: every job is enqueued under one store id, so
+   * fair ordering between stores has nothing to act on and claim order is
+   * enqueue order. The real store stays in the payload (`payload.store`).
+   */
+  readonly fifo?: boolean
+  /** Name in result tables (default `backroom`, or `backroom-fifo`). */
+  readonly name?: string
+}
+
+/** Backroom: fair claim order between stores and batched completions. */
+export function backroom(options: BackroomBenchOptions = {}): BenchSystem {
+  const storeOf = (job: BenchJob) => (options.fifo ? 'fifo' : job.storeId)
+  const payloadOf = (job: BenchJob) => (options.fifo ? { ...job.payload, store: job.storeId } : job.payload)
   let db: Db | null = null
   let url = ''
   const must = () => {
@@ -26,7 +42,7 @@ export function backroom(options: { prefetch?: number } = {}): BenchSystem {
     return db
   }
   return {
-    name: 'backroom',
+    name: options.name ?? (options.fifo ? 'backroom-fifo' : 'backroom'),
     async setup(u) {
       url = u
       await migrate({ connectionString: u })
@@ -36,12 +52,12 @@ export function backroom(options: { prefetch?: number } = {}): BenchSystem {
       for (let i = 0; i < jobs.length; i += 5_000) {
         await enqueueMany(
           must().kysely,
-          jobs.slice(i, i + 5_000).map((j) => ({ type: 'bench.noop', storeId: j.storeId, payload: j.payload })),
+          jobs.slice(i, i + 5_000).map((j) => ({ type: 'bench.noop', storeId: storeOf(j), payload: payloadOf(j) })),
         )
       }
     },
     async enqueueOne(job: BenchJob) {
-      await enqueue(must().kysely, { type: 'bench.noop', storeId: job.storeId, payload: job.payload })
+      await enqueue(must().kysely, { type: 'bench.noop', storeId: storeOf(job), payload: payloadOf(job) })
     },
     async startWorkers({ concurrency, processes, onStart }): Promise<BenchWorkers> {
       if (processes === 1) {

@@ -25,4 +25,10 @@ export interface BenchSystem {
   /** Jobs finished more than once or with attempt > 1 (should be 0). */
   anomalies(): Promise<number>
   close(): Promise<void>
+  /** The database this system was set up on (for workloads that measure it directly). */
+  readonly url?: string
+  /** Adds `n` finished jobs to the system's own history/archive, fast (plain SQL); for the scale workload. */
+  fillFinished?(n: number): Promise<void>
+  /** EXPLAIN (ANALYZE) of the system's own fetch/claim statement as it runs it, rolled back: time and plan text. */
+  explainFetch?(): Promise<{ readonly ms: number; readonly plan: string }>
 }
