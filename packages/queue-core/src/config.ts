@@ -6,8 +6,14 @@ export const DEFAULT_LEASE_MS = 30_000
 export const DEFAULT_MAX_ATTEMPTS = 25
 /** Jobs a worker pool runs at once. */
 export const DEFAULT_CONCURRENCY = 10
-/** Safety-net poll when no notification arrives (jittered ±20 %). */
-export const DEFAULT_POLL_INTERVAL_MS = 2_000
+/**
+ * Safety-net poll while LISTEN is up (jittered ±20 %). Notifications carry
+ * the pick-up; this only bounds the delay if one is lost, and keeps an idle
+ * worker's cost at a couple of transactions a minute.
+ */
+export const DEFAULT_POLL_INTERVAL_MS = 30_000
+/** Poll interval without LISTEN (transaction-mode poolers): the pick-up latency bound. */
+export const DEFAULT_POLL_ONLY_INTERVAL_MS = 1_000
 /** How long stop() waits for running jobs before aborting and releasing them. */
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000
 /** A handler's time limit when it does not declare one. */

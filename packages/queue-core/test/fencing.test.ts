@@ -50,7 +50,7 @@ async function expireAndRescue(id: string): Promise<void> {
     intervalMs: 2,
     what: 'the lease to expire',
   })
-  expect(await rescueExpired(leader.kysely, { limit: 100, maxAttempts: NO_DEFAULTS })).toEqual({ rescued: 1, failed: 0 })
+  expect(await rescueExpired(leader.kysely, { limit: 100, maxAttempts: NO_DEFAULTS })).toMatchObject({ rescued: 1, failed: 0 })
 }
 
 const liveRow = async (id: string) => (await t.db.pool.query('select * from jobs where id = $1', [id])).rows[0]
@@ -156,12 +156,12 @@ describe('fencing of a worker whose lease expired', () => {
       const history = await historyRows(id)
       if (completed.length === 1) {
         outcomes.completed++
-        expect(rescue).toEqual({ rescued: 0, failed: 0 })
+        expect(rescue).toMatchObject({ rescued: 0, failed: 0 })
         expect(live).toBeUndefined()
         expect(history).toEqual([expect.objectContaining({ state: 'completed', attempt: 1, errors: [] })])
       } else {
         outcomes.rescued++
-        expect(rescue).toEqual({ rescued: 1, failed: 0 })
+        expect(rescue).toMatchObject({ rescued: 1, failed: 0 })
         expect(live).toMatchObject({ state: 'pending', attempt: 1, lease_token: null })
         expect(history).toEqual([])
         // Drain it so the next round's rescue pass sees only its own job.

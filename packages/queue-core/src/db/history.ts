@@ -2,7 +2,7 @@ import { sql, type RawBuilder } from 'kysely'
 import type { Executor } from './database.ts'
 import type { JobRow } from './rows.ts'
 import { fenceArrays } from './claim.ts'
-import { MAX_KEPT_ERRORS } from '../config.ts'
+import { MAX_KEPT_ERRORS, NOTIFY_CHANNEL } from '../config.ts'
 import type { Fence, FinalState, JobError } from '../types.ts'
 
 /** The columns copied from `jobs` into `job_history`, in one fixed order. */
@@ -63,17 +63,35 @@ export async function finishMany(db: Executor, items: ReadonlyArray<FinishItem>)
  */
 export async function retryLater(db: Executor, args: { fence: Fence; runAt: Date; error: JobError }): Promise<boolean> {
   const { fence } = args
-  const result = await sql`
-    update jobs
-    set state        = case when ${args.runAt}::timestamptz <= now() then 'pending' else 'scheduled' end,
-        run_at       = ${args.runAt},
-        locked_by    = null,
-        locked_until = null,
-        lease_token  = null,
-        errors       = ${appendError(sql.ref('errors'), sql`${JSON.stringify(args.error)}::jsonb`)}
-    where id = ${fence.id} and attempt = ${fence.attempt} and lease_token = ${fence.leaseToken}::uuid and state = 'running'
+  const result = await sql<{ id: string }>`
+    with moved as (
+      update jobs
+      set state        = case when ${args.runAt}::timestamptz <= now() then 'pending' else 'scheduled' end,
+          run_at       = ${args.runAt},
+          locked_by    = null,
+          locked_until = null,
+          lease_token  = null,
+          errors       = ${appendError(sql.ref('errors'), sql`${JSON.stringify(args.error)}::jsonb`)}
+      where id = ${fence.id} and attempt = ${fence.attempt} and lease_token = ${fence.leaseToken}::uuid and state = 'running'
+      returning id, state
+    ),
+    ${notifyChanges()}
+    select id, (select count(*) from notified) as notified from moved
   `.execute(db)
-  return Number(result.numAffectedRows ?? 0) === 1
+  return result.rows.length === 1
+}
+
+/**
+ * The `notified` CTE for a statement whose `moved` CTE returns (state) of
+ * changed jobs: one notification per kind of change, not per job. Payload ''
+ * wakes producers (pending work); 'scheduled' wakes the promoter, which then
+ * sleeps until the earliest due job instead of polling.
+ */
+export function notifyChanges(): RawBuilder<unknown> {
+  return sql`notified as (
+      select pg_notify(${NOTIFY_CHANNEL}, kind)
+      from (select distinct case when state = 'scheduled' then 'scheduled' else '' end as kind from moved) k
+    )`
 }
 
 /**
@@ -85,16 +103,20 @@ export async function giveBack(db: Executor, args: { fences: ReadonlyArray<Fence
   if (args.fences.length === 0) return []
   const { ids, attempts, tokens } = fenceArrays(args.fences)
   const result = await sql<{ id: string }>`
-    update jobs j
-    set state        = case when coalesce(${args.runAt}::timestamptz, now()) <= now() then 'pending' else 'scheduled' end,
-        run_at       = coalesce(${args.runAt}::timestamptz, now()),
-        attempt      = j.attempt - 1,
-        locked_by    = null,
-        locked_until = null,
-        lease_token  = null
-    from unnest(${ids}::bigint[], ${attempts}::int[], ${tokens}::uuid[]) as f(id, attempt, token)
-    where j.id = f.id and j.attempt = f.attempt and j.lease_token = f.token and j.state = 'running'
-    returning j.id
+    with moved as (
+      update jobs j
+      set state        = case when coalesce(${args.runAt}::timestamptz, now()) <= now() then 'pending' else 'scheduled' end,
+          run_at       = coalesce(${args.runAt}::timestamptz, now()),
+          attempt      = j.attempt - 1,
+          locked_by    = null,
+          locked_until = null,
+          lease_token  = null
+      from unnest(${ids}::bigint[], ${attempts}::int[], ${tokens}::uuid[]) as f(id, attempt, token)
+      where j.id = f.id and j.attempt = f.attempt and j.lease_token = f.token and j.state = 'running'
+      returning j.id, j.state
+    ),
+    ${notifyChanges()}
+    select id, (select count(*) from notified) as notified from moved
   `.execute(db)
   return result.rows.map((r) => String(r.id))
 }

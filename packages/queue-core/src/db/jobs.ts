@@ -1,7 +1,7 @@
 import { sql } from 'kysely'
 import type { Executor } from './database.ts'
 import type { JobRow } from './rows.ts'
-import { NOTIFY_CHANNEL } from '../config.ts'
+import { notifyChanges } from './history.ts'
 
 /** One row to insert, already validated and normalised by enqueue. */
 export interface NewJobRow {
@@ -21,7 +21,7 @@ export interface NewJobRow {
 
 /**
  * Inserts jobs in one statement, charging each store's fair-share clock for
- * the batch and notifying listeners once (not per job).
+ * the batch and notifying listeners once per kind of work (not per job).
  *
  * Raw SQL because it locks: the stores upsert takes each store's row lock in
  * store-id order (no deadlock between batches), so concurrent enqueues for one
@@ -67,9 +67,8 @@ export async function insertMany(db: Executor, rows: ReadonlyArray<NewJobRow>): 
       on conflict (store_id, dedupe_key) where dedupe_key is not null do nothing
       returning *
     ),
-    notified as (
-      select pg_notify(${NOTIFY_CHANNEL}, '') from ins where state = 'pending' limit 1
-    )
+    moved as (select state from ins),
+    ${notifyChanges()}
     select ins.*, (select count(*) from notified) as notified from ins order by id
   `.execute(db)
   return result.rows

@@ -7,8 +7,8 @@ import { DEFAULT_MAX_ATTEMPTS, NOTIFY_CHANNEL } from '../config.ts'
  * Moves due scheduled jobs (future runAt, backoff, snooze) to pending and
  * notifies once if any moved. Index: jobs_scheduled_idx (run_at) WHERE state = 'scheduled'.
  */
-export async function promoteDue(db: Executor, args: { limit: number }): Promise<number> {
-  const result = await sql<{ promoted: number }>`
+export async function promoteDue(db: Executor, args: { limit: number }): Promise<{ promoted: number; nextDueMs: number | null }> {
+  const result = await sql<{ promoted: number; next_due_ms: number | null }>`
     with due as (
       select id from jobs
       where state = 'scheduled' and run_at <= now()
@@ -22,9 +22,13 @@ export async function promoteDue(db: Executor, args: { limit: number }): Promise
     notified as (
       select pg_notify(${NOTIFY_CHANNEL}, '') where exists (select 1 from moved)
     )
-    select (select count(*) from moved)::int as promoted, (select count(*) from notified) as notified
+    select (select count(*) from moved)::int as promoted, (select count(*) from notified) as notified,
+           -- When the next scheduled job falls due, so an idle promoter can sleep until then.
+           (select extract(epoch from min(run_at) - now()) * 1000 from jobs
+            where state = 'scheduled' and run_at > now())::float8 as next_due_ms
   `.execute(db)
-  return result.rows[0]?.promoted ?? 0
+  const row = result.rows[0]
+  return { promoted: row?.promoted ?? 0, nextDueMs: row?.next_due_ms ?? null }
 }
 
 /** What one rescue pass did. */
@@ -33,6 +37,8 @@ export interface RescueCounts {
   readonly rescued: number
   /** Expired leases whose attempts were spent, or whose cancellation was requested: moved to history. */
   readonly failed: number
+  /** Milliseconds until the soonest remaining lease expires; null when nothing runs. */
+  readonly nextExpiryMs: number | null
 }
 
 /**
@@ -52,7 +58,7 @@ export async function rescueExpired(
 ): Promise<RescueCounts> {
   const types = [...args.maxAttempts.keys()]
   const maxes = [...args.maxAttempts.values()]
-  const result = await sql<{ rescued: number; failed: number }>`
+  const result = await sql<{ rescued: number; failed: number; next_expiry_ms: number | null }>`
     with expired as (
       select j.id, j.attempt, coalesce(j.max_attempts, m.max_attempts, ${DEFAULT_MAX_ATTEMPTS}) as allowed,
              j.cancel_requested,
@@ -92,8 +98,11 @@ export async function rescueExpired(
       select pg_notify(${NOTIFY_CHANNEL}, '') where exists (select 1 from retried)
     )
     select (select count(*) from retried)::int as rescued, (select count(*) from moved)::int as failed,
-           (select count(*) from notified) as notified
+           (select count(*) from notified) as notified,
+           -- The soonest a lease still held can expire, so an idle rescuer can sleep until then.
+           (select extract(epoch from min(locked_until) - now()) * 1000 from jobs
+            where state = 'running' and locked_until >= now())::float8 as next_expiry_ms
   `.execute(db)
   const row = result.rows[0]
-  return { rescued: row?.rescued ?? 0, failed: row?.failed ?? 0 }
+  return { rescued: row?.rescued ?? 0, failed: row?.failed ?? 0, nextExpiryMs: row?.next_expiry_ms ?? null }
 }

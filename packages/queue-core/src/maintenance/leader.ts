@@ -3,8 +3,12 @@ import type pg from 'pg'
 import { dedicatedClient } from '../db/connect.ts'
 import { releaseLeadership, tryLeadership } from '../db/leader.ts'
 
-/** How often a follower tries to become leader, and the leader checks its connection. */
-export const DEFAULT_ELECTION_INTERVAL_MS = 5_000
+/**
+ * How often a follower tries to become leader. The leader checks its own
+ * connection four times less often: a broken connection raises an error
+ * event at once, and TCP keepalives catch a silent one.
+ */
+export const DEFAULT_ELECTION_INTERVAL_MS = 15_000
 
 /** Leader election for one process. */
 export interface Leader {
@@ -51,10 +55,13 @@ export function createLeader(args: {
     try {
       if (!client) {
         const c = dedicatedClient(args.connectionString, 'backroom-leader')
-        c.on('error', () => {
-          if (client === c) client = null
+        const lost = () => {
+          if (client !== c) return
+          client = null
           void depose('lost')
-        })
+        }
+        c.on('error', lost)
+        c.on('end', lost)
         await c.connect()
         client = c
       }
@@ -79,7 +86,8 @@ export function createLeader(args: {
     timer = null
     current = attempt().then(() => {
       if (stopped) return
-      timer = setTimeout(loop, (args.intervalMs ?? DEFAULT_ELECTION_INTERVAL_MS) * (0.8 + Math.random() * 0.4))
+      const base = (args.intervalMs ?? DEFAULT_ELECTION_INTERVAL_MS) * (leader ? 4 : 1)
+      timer = setTimeout(loop, base * (0.8 + Math.random() * 0.4))
       timer.unref()
     })
   }

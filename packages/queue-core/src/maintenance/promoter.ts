@@ -4,8 +4,12 @@ import type { MaintenanceService } from './service.ts'
 
 /** Scheduled jobs promoted per statement. */
 export const DEFAULT_PROMOTE_BATCH = 5_000
-/** Time between promotion passes: the lateness bound of a scheduled or backed-off job. */
-export const DEFAULT_PROMOTE_INTERVAL_MS = 1_000
+/**
+ * Longest sleep between promotion passes. The promoter wakes earlier for the
+ * next due job it knows of, and on a `scheduled` notification for new ones,
+ * so this bounds lateness only when notifications are lost.
+ */
+export const DEFAULT_PROMOTE_INTERVAL_MS = 30_000
 
 /**
  * The promoter: moves due scheduled jobs (future runAt, backoff, snooze) to
@@ -13,16 +17,19 @@ export const DEFAULT_PROMOTE_INTERVAL_MS = 1_000
  */
 export function createPromoter(args: { db: Executor; intervalMs?: number; batch?: number }): MaintenanceService {
   const batch = args.batch ?? DEFAULT_PROMOTE_BATCH
+  let nextDueMs: number | undefined
   return {
     name: 'promoter',
     intervalMs: args.intervalMs ?? DEFAULT_PROMOTE_INTERVAL_MS,
     async runOnce() {
       let promoted = 0
       for (;;) {
-        const n = await promoteDue(args.db, { limit: batch })
-        promoted += n
-        if (n < batch) return { promoted }
+        const pass = await promoteDue(args.db, { limit: batch })
+        promoted += pass.promoted
+        nextDueMs = pass.nextDueMs ?? undefined
+        if (pass.promoted < batch) return { promoted }
       }
     },
+    nextDelayMs: () => nextDueMs,
   }
 }

@@ -16,7 +16,8 @@ export interface Listener {
  */
 export function createListener(args: {
   connectionString: string
-  onWake: () => void
+  /** Called with each notification's payload ('' for pending work, 'scheduled' for future work), and with '' after each (re)connect. */
+  onWake: (payload: string) => void
   log: Logger
   reconnectMs?: number
 }): Listener {
@@ -27,7 +28,7 @@ export function createListener(args: {
 
   const connect = async (): Promise<void> => {
     const c = dedicatedClient(args.connectionString, 'backroom-listener')
-    c.on('notification', () => args.onWake())
+    c.on('notification', (n) => args.onWake(n.payload ?? ''))
     c.on('error', (err) => {
       log.warn({ err: err.message }, 'listener connection lost')
       drop(c)
@@ -45,7 +46,7 @@ export function createListener(args: {
       return
     }
     client = c
-    args.onWake()
+    args.onWake('')
   }
 
   const drop = (c: pg.Client) => {

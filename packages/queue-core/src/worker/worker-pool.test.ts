@@ -235,3 +235,31 @@ describe('createWorkerPool with prefetch', () => {
     release()
   })
 })
+
+describe('scheduled work on an idle pool', () => {
+  it('runs a delayed job when it falls due, without fast polling (the promoter sleeps until the due time)', async () => {
+    const h = defineHandler({ type: 'test.later', payload: Empty, run: () => 'ran' })
+    // Default promoter and poll intervals (30 s): only the scheduled notification and the
+    // promoter's own next-due time can make this job run on time.
+    const pool = createWorkerPool({
+      db: t.db.kysely,
+      connectionString: t.url,
+      handlers: [h],
+      maintenanceIntervals: { electionMs: 100 },
+    })
+    pools.push(pool)
+    await pool.start()
+    await waitFor(() => pool.isLeader)
+    const { job } = await enqueue(t.db.kysely, { type: 'test.later', storeId: 's1', delayMs: 500 })
+    expect(job.state).toBe('scheduled')
+    const done = await waitFor(
+      async () => {
+        const j = await getJob(t.db.kysely, job.id)
+        return j.state === 'completed' ? j : null
+      },
+      { timeoutMs: 5_000 },
+    )
+    expect(done.startedAt!.getTime() - job.runAt.getTime()).toBeGreaterThanOrEqual(0)
+    expect(done.startedAt!.getTime() - job.runAt.getTime()).toBeLessThan(2_000)
+  })
+})

@@ -11,6 +11,7 @@ import {
   DEFAULT_LEASE_MS,
   DEFAULT_PREFETCH,
   DEFAULT_POLL_INTERVAL_MS,
+  DEFAULT_POLL_ONLY_INTERVAL_MS,
   DEFAULT_SHUTDOWN_GRACE_MS,
   validateWorkerTuning,
   type WorkerTuning,
@@ -81,7 +82,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     concurrency: options.concurrency ?? DEFAULT_CONCURRENCY,
     prefetch: options.prefetch ?? DEFAULT_PREFETCH,
     leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS,
-    pollIntervalMs: options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
+    pollIntervalMs: options.pollIntervalMs ?? (options.listen === false ? DEFAULT_POLL_ONLY_INTERVAL_MS : DEFAULT_POLL_INTERVAL_MS),
     shutdownGraceMs: options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS,
     completerBatch: options.completerBatch ?? DEFAULT_COMPLETER_BATCH,
     completerDelayMs: options.completerDelayMs ?? DEFAULT_COMPLETER_DELAY_MS,
@@ -174,15 +175,28 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const listener: Listener | null =
     options.listen === false
       ? null
-      : createListener({ connectionString: options.connectionString, onWake: () => producer.wake(), log })
+      : createListener({
+          connectionString: options.connectionString,
+          log,
+          onWake(payload) {
+            if (payload === 'scheduled') promoterTicker?.poke()
+            else producer.wake()
+          },
+        })
 
+  const promoter = createPromoter({
+    db,
+    // Without LISTEN nothing wakes the promoter early: keep its sleeps short.
+    intervalMs: options.maintenanceIntervals?.promoteMs ?? (options.listen === false ? 1_000 : undefined),
+  })
+  let promoterTicker: ServiceTicker | null = null
   const services: MaintenanceService[] = [
     createRescuer({
       db,
       maxAttempts: new Map([...handlers.values()].filter((h) => h.maxAttempts !== undefined).map((h) => [h.type, h.maxAttempts as number])),
       intervalMs: options.maintenanceIntervals?.rescueMs,
     }),
-    createPromoter({ db, intervalMs: options.maintenanceIntervals?.promoteMs }),
+    promoter,
     createRetention({ db }),
   ]
   let tickers: ServiceTicker[] = []
@@ -195,10 +209,12 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
           intervalMs: options.maintenanceIntervals?.electionMs,
           onElected() {
             tickers = services.map((s) => startTicker(s, log))
+            promoterTicker = tickers[services.indexOf(promoter)] ?? null
           },
           async onDeposed() {
             const t = tickers
             tickers = []
+            promoterTicker = null
             await Promise.all(t.map((x) => x.stop()))
           },
         })
