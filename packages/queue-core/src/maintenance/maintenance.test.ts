@@ -7,6 +7,7 @@ import { waitFor } from '../testing/fixtures.ts'
 import { createLeader } from './leader.ts'
 import { createPromoter } from './promoter.ts'
 import { createRetention } from './retention.ts'
+import { createVacuumer } from './vacuumer.ts'
 
 const t = useTestDatabase()
 const log = pino({ level: 'silent' })
@@ -56,5 +57,21 @@ describe('leader election', () => {
     await waitFor(() => second.isLeader, { timeoutMs: 5_000 })
     expect(elected).toHaveLength(2)
     await second.stop()
+  })
+})
+
+describe('vacuumer', () => {
+  it('vacuums the jobs table once its dead row versions pass the threshold', async () => {
+    await t.db.pool.query(`insert into jobs (type, store_id, state, payload) select 'test.v', 's', 'pending', '{}' from generate_series(1, 300)`)
+    await t.db.pool.query(`delete from jobs where type = 'test.v'`)
+    await t.db.pool.query('select pg_stat_force_next_flush()')
+    const vacuumer = createVacuumer({ db: t.db.kysely, deadTuples: 200 })
+    expect(await vacuumer.runOnce()).toMatchObject({ vacuumed: 1 })
+    await t.db.pool.query('select pg_stat_force_next_flush()')
+    const { rows } = await t.db.pool.query(`select n_dead_tup::int as dead, vacuum_count + autovacuum_count as runs from pg_stat_user_tables where relname = 'jobs'`)
+    expect(rows[0].dead).toBe(0)
+    expect(Number(rows[0].runs)).toBeGreaterThan(0)
+    // Nothing dead any more: the next pass does nothing.
+    expect(await vacuumer.runOnce()).toEqual({ vacuumed: 0 })
   })
 })

@@ -27,6 +27,7 @@ import { createLeader, type Leader } from '../maintenance/leader.ts'
 import { createPromoter } from '../maintenance/promoter.ts'
 import { createRescuer } from '../maintenance/rescuer.ts'
 import { createRetention } from '../maintenance/retention.ts'
+import { createVacuumer } from '../maintenance/vacuumer.ts'
 import { startTicker, type MaintenanceService, type ServiceTicker } from '../maintenance/service.ts'
 
 /** Options of {@link createWorkerPool}. */
@@ -70,7 +71,7 @@ export interface WorkerPool {
  * Creates a worker pool: `concurrency` slots fed by one producer, LISTEN
  * wake-ups with a jittered poll as fallback, batched fenced completions,
  * heartbeats for every held lease, and (on the elected leader) the rescuer,
- * promoter and retention services.
+ * promoter, retention and vacuumer services.
  *
  * @example
  * const pool = createWorkerPool({ db: db.kysely, connectionString: url, handlers, concurrency: 20 })
@@ -198,6 +199,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     }),
     promoter,
     createRetention({ db }),
+    createVacuumer({ db }),
   ]
   let tickers: ServiceTicker[] = []
   const leader: Leader | null =
