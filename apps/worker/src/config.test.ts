@@ -18,6 +18,7 @@ describe('loadConfig', () => {
     expect(loadConfig({ DATABASE_URL: url })).toEqual({
       databaseUrl: url,
       concurrency: 10,
+      prefetch: 0,
       types: null,
       dbPoolMax: 10,
       dbPoolMin: 0,

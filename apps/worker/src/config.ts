@@ -1,4 +1,4 @@
-import { DEFAULT_CONCURRENCY, DEFAULT_SHUTDOWN_GRACE_MS } from '@backroom/queue-core'
+import { DEFAULT_CONCURRENCY, DEFAULT_PREFETCH, DEFAULT_SHUTDOWN_GRACE_MS } from '@backroom/queue-core'
 
 /** pino levels accepted in `LOG_LEVEL`. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -15,6 +15,8 @@ export interface WorkerConfig {
   readonly databaseUrl: string
   /** `WORKER_CONCURRENCY`: jobs run at once. */
   readonly concurrency: number
+  /** `WORKER_PREFETCH`: claimed jobs held beyond the running ones (throughput for short jobs; 0 for long ones). */
+  readonly prefetch: number
   /** `WORKER_TYPES`: job types to run; null runs every registered type. */
   readonly types: ReadonlyArray<string> | null
   readonly dbPoolMax: number
@@ -53,6 +55,7 @@ export function loadConfig(
   else if (!isPostgresUrl(databaseUrl)) problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL')
 
   const concurrency = integer(env, 'WORKER_CONCURRENCY', DEFAULT_CONCURRENCY, 1, problems)
+  const prefetch = integer(env, 'WORKER_PREFETCH', DEFAULT_PREFETCH, 0, problems)
   const dbPoolMax = integer(env, 'DB_POOL_MAX', DEFAULT_DB_POOL_MAX, 1, problems)
   const dbPoolMin = integer(env, 'DB_POOL_MIN', DEFAULT_DB_POOL_MIN, 0, problems)
   if (dbPoolMin > dbPoolMax) problems.push('DB_POOL_MIN must not exceed DB_POOL_MAX')
@@ -70,7 +73,7 @@ export function loadConfig(
   }
 
   if (problems.length > 0) throw new ConfigError(problems)
-  return { databaseUrl, concurrency, types, dbPoolMax, dbPoolMin, logLevel, shutdownGraceMs }
+  return { databaseUrl, concurrency, prefetch, types, dbPoolMax, dbPoolMin, logLevel, shutdownGraceMs }
 }
 
 function isPostgresUrl(value: string): boolean {

@@ -39,6 +39,7 @@ export async function startWorker(args: {
       handlers: args.handlers,
       types: config.types ?? undefined,
       concurrency: config.concurrency,
+      prefetch: config.prefetch,
       shutdownGraceMs: config.shutdownGraceMs,
       log,
     })
