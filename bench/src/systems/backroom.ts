@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url'
 import { createWorkerPool, connect, defineHandler, enqueue, enqueueMany, migrate, type Db } from '@backroom/queue-core'
 import { Type } from 'typebox'
 import type { BenchJob, BenchSystem, BenchWorkers } from './system.ts'
+import { explainAnalyze, fillInBatches, recordQueries, sameValue, waitFor, withValue, type CapturedFetch } from './scale-hooks.ts'
 
 const CHILD = fileURLToPath(new URL('../worker-child.ts', import.meta.url))
 
@@ -15,6 +16,51 @@ export function benchHandler(onStart?: (payload: Record<string, unknown>) => voi
       onStart?.(payload)
     },
   })
+}
+
+/** Claim batch EXPLAINed by explainFetch (the same 100 for every system). */
+const EXPLAIN_BATCH = 100
+/** A job type no bench job has: the probe's claim matches nothing, so capturing it changes nothing. */
+const PROBE_TYPE = 'bench.explain-probe'
+
+/**
+ * Captures Backroom's claim as the worker pool really sends it. claimStatement and
+ * useClaimSettings (packages/queue-core/src/db/claim.ts) are not exported, and the
+ * bench may not deep-import them; so a throwaway worker pool with `EXPLAIN_BATCH`
+ * slots, a handler for `PROBE_TYPE` only, and no LISTEN or maintenance, runs its
+ * first claim on an instrumented pool. Its transaction is BEGIN, the claim
+ * settings, the claim; the claim is the statement bound to `[PROBE_TYPE]`, and
+ * the settings are whatever ran between BEGIN and it. The probe type is then
+ * swapped for the bench's own, giving exactly the claim a bench worker with
+ * `EXPLAIN_BATCH` free slots sends (default lease, no prefetch).
+ */
+async function captureClaim(url: string): Promise<CapturedFetch> {
+  const probe = connect({ connectionString: url, max: 2, applicationName: 'bench-explain-probe' })
+  const seen = recordQueries(probe.pool)
+  const probePool = createWorkerPool({
+    db: probe.kysely,
+    connectionString: url,
+    handlers: [defineHandler({ type: PROBE_TYPE, payload: Type.Record(Type.String(), Type.Unknown()), run() {} })],
+    concurrency: EXPLAIN_BATCH,
+    listen: false,
+    maintenance: false,
+    workerId: 'bench-explain-probe',
+  })
+  const find = (): CapturedFetch | null => {
+    const at = seen.findIndex((q) => q.values.some((v) => sameValue(v, [PROBE_TYPE])))
+    if (at < 0) return null
+    let begin = at - 1
+    while (begin >= 0 && seen[begin]!.text.trim().toLowerCase() !== 'begin') begin--
+    if (begin < 0) throw new Error('captured a Backroom claim outside a transaction; claimBatch changed shape')
+    return { setup: seen.slice(begin + 1, at), statement: withValue(seen[at]!, [PROBE_TYPE], ['bench.noop']) }
+  }
+  try {
+    await probePool.start()
+    return await waitFor(find, "the probe worker pool's first claim")
+  } finally {
+    await probePool.stop()
+    await probe.close()
+  }
 }
 
 /** Options of the Backroom bench system. */
@@ -37,6 +83,8 @@ export function backroom(options: BackroomBenchOptions = {}): BenchSystem {
   const payloadOf = (job: BenchJob) => (options.fifo ? { ...job.payload, store: job.storeId } : job.payload)
   let db: Db | null = null
   let url = ''
+  /** The captured claim, once (see captureClaim); it depends only on the code, not the data. */
+  let claim: CapturedFetch | null = null
   const must = () => {
     if (!db) throw new Error('setup first')
     return db
@@ -124,6 +172,46 @@ export function backroom(options: BackroomBenchOptions = {}): BenchSystem {
     async close() {
       await db?.close()
       db = null
+    },
+    /**
+     * Inserts `n` completed jobs straight into job_history, shaped like the
+     * bench's own (type bench.noop, 100 stores, attempt 1, payload `{ i }`), with
+     * finished_at rising evenly over the last 7 days: history arrives in finish
+     * order, and 7 days is inside the 14-day retention, so the retention service
+     * deletes none of them. With no daily partition for those days they land in
+     * job_history_default. Ids come from jobs' own identity sequence, advanced past
+     * them, so they never collide with the ids of jobs enqueued later (anomalies()
+     * counts duplicate ids).
+     */
+    async fillFinished(n) {
+      if (n <= 0) return
+      const pool = must().pool
+      const { rows } = await pool.query<{ base: string }>(
+        `select nextval(pg_get_serial_sequence('jobs', 'id'))::text as base`,
+      )
+      const base = rows[0]!.base
+      await pool.query(`select setval(pg_get_serial_sequence('jobs', 'id'), $1::bigint + $2::bigint)`, [base, n])
+      await fillInBatches(`${options.name ?? 'backroom'} job_history`, n, async (from, to) => {
+        await pool.query(
+          `insert into job_history (id, type, queue, store_id, user_id, priority, state, attempt, max_attempts,
+                                    payload, dedupe_key, progress, errors, result, run_at, created_at, started_at, finished_at)
+           select $1::bigint + g, 'bench.noop', 'default', 'store-' || (g % 100), null, 5, 'completed', 1, null,
+                  jsonb_build_object('i', g), null, null, '[]'::jsonb, null, f - interval '2 s', f - interval '2 s', f - interval '1 s', f
+           from (select g, now() - interval '7 days' + (g::float8 / $4) * interval '7 days' as f
+                   from generate_series($2::bigint, $3::bigint) g) s`,
+          [base, from, to, n],
+        )
+      })
+    },
+    /**
+     * EXPLAIN (ANALYZE, BUFFERS) of one claim of up to 100 bench.noop jobs, the
+     * statement and claim settings captured from a real worker pool (see
+     * captureClaim), run on this adapter's pool (the `connect()` session settings
+     * the workers use) and rolled back.
+     */
+    async explainFetch() {
+      claim ??= await captureClaim(url)
+      return explainAnalyze(must().pool, claim)
     },
   }
 }

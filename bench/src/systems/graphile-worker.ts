@@ -24,6 +24,8 @@ import pg from 'pg'
 import { Logger, makeWorkerUtils, run, type Runner, type WorkerUtils } from 'graphile-worker'
 import { spawnPeerChildren } from './peer-children.ts'
 import type { BenchJob, BenchSystem, BenchWorkers } from './system.ts'
+import { progress } from '../progress.ts'
+import { explainAnalyze, recordQueries, sameValue, waitFor, withValue, type CapturedFetch } from './scale-hooks.ts'
 
 /** The two ways graphile-worker is run in the bench. */
 export type GraphileVariant = 'fast' | 'defaults'
@@ -124,12 +126,74 @@ export async function connectGraphileWorker(opts: {
   }
 }
 
+/** Fetch batch EXPLAINed by explainFetch (the same 100 for every system; see captureFetch). */
+const EXPLAIN_BATCH = 100
+/** A task no bench job has: the probe's fetch matches nothing, so capturing it changes nothing. */
+const PROBE_TASK = 'bench_explain_probe'
+
+/**
+ * Captures graphile-worker's job fetch as its runner sends it. The SQL is built by
+ * `batchGetJobs` (dist/sql/getJobs.js), which is not exported; so a throwaway
+ * runner on an instrumented pool, whose task list holds only `PROBE_TASK`, makes
+ * its first fetch and the statement is recorded: the one bound to the probe's
+ * task id array (`$2`). The bench task's id is swapped in, so the result is the
+ * fetch a runner of the bench task sends. The batch is `EXPLAIN_BATCH` through
+ * `localQueue.size` (the batch size getJobs puts into `limit`), for a like-for-like
+ * comparison with the other systems; the real fast variant fetches 500 (its
+ * local queue) and the defaults variant 1 (no local queue, the unbatched form
+ * without the per-queue dedupe CTE). graphile-worker runs it as a named prepared
+ * statement; EXPLAIN with parameters plans it as a custom plan, which is also
+ * what the first five executions of a prepared statement get. The probe leaves
+ * one trace: its task's row in `_private_tasks`.
+ */
+async function captureFetch(url: string, benchPool: pg.Pool): Promise<CapturedFetch> {
+  const probePool = newPool(url, 2)
+  const seen = recordQueries(probePool)
+  let runner: Runner | null = null
+  try {
+    runner = await run({
+      pgPool: probePool,
+      noHandleSignals: true,
+      taskList: { [PROBE_TASK]: () => {} },
+      preset: {
+        worker: {
+          concurrentJobs: 1,
+          localQueue: { size: EXPLAIN_BATCH },
+          preparedStatements: true,
+          pollInterval: 2_000,
+          logger: quietLogger,
+        },
+      },
+    })
+    const { rows } = await probePool.query<{ id: number }>(
+      `select id from graphile_worker._private_tasks where identifier = $1`,
+      [PROBE_TASK],
+    )
+    const probeIds = rows.map((r) => r.id)
+    const fetch = await waitFor(
+      () => seen.find((q) => q.values.some((v) => sameValue(v, probeIds)) && /skip locked/i.test(q.text)) ?? null,
+      "the probe runner's first job fetch",
+    )
+    const bench = await benchPool.query<{ id: number }>(
+      `select id from graphile_worker._private_tasks where identifier = $1`,
+      [TASK],
+    )
+    // No row: nothing of the bench task was ever added, so an empty id array is the honest fetch.
+    return { setup: [], statement: withValue(fetch, probeIds, bench.rows.map((r) => r.id)) }
+  } finally {
+    await runner?.stop()
+    await probePool.end()
+  }
+}
+
 function graphile(variant: GraphileVariant): BenchSystem {
   let utils: WorkerUtils | null = null
   let pool: pg.Pool | null = null
   let url = ''
   let enqueued = 0
   let lastHandled: () => Promise<number> = async () => 0
+  /** The captured fetch, once (see captureFetch). */
+  let fetchStatement: CapturedFetch | null = null
   const mustUtils = () => {
     if (!utils) throw new Error('setup first')
     return utils
@@ -204,6 +268,25 @@ function graphile(variant: GraphileVariant): BenchSystem {
       await pool?.end()
       utils = null
       pool = null
+    },
+    /**
+     * Adds nothing, by design: graphile-worker deletes a job's row when it
+     * completes and has no archive or history table, so `graphile_worker.jobs`
+     * only ever holds live jobs (queued, running, or failed and waiting to retry).
+     * Finished-job volume cannot slow its fetch because it keeps none; the scale
+     * workload runs it with an empty history as the comparison point.
+     */
+    async fillFinished(n) {
+      if (n > 0) progress(`${variant === 'fast' ? 'graphile' : 'graphile-defaults'}: no history table (completed jobs are deleted); ${n.toLocaleString('en-US')} finished jobs not stored`)
+    },
+    /**
+     * EXPLAIN (ANALYZE, BUFFERS) of one fetch of up to 100 bench jobs, the statement
+     * captured from a real runner (see captureFetch), run on the adapter's pool
+     * and rolled back.
+     */
+    async explainFetch() {
+      fetchStatement ??= await captureFetch(url, mustPool())
+      return explainAnalyze(mustPool(), fetchStatement)
     },
   }
 }

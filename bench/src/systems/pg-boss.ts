@@ -26,6 +26,7 @@ import pg from 'pg'
 import { PgBoss, type ConstructorOptions, type Queue, type WorkOptions } from 'pg-boss'
 import { spawnPeerChildren } from './peer-children.ts'
 import type { BenchJob, BenchSystem, BenchWorkers } from './system.ts'
+import { explainAnalyze, fillInBatches, waitFor, type CapturedFetch, type CapturedQuery } from './scale-hooks.ts'
 
 /** The two ways pg-boss is run in the bench. */
 export type PgBossVariant = 'fast' | 'defaults'
@@ -106,12 +107,39 @@ export async function connectPgBossWorker(opts: {
   }
 }
 
+/** Fetch batch EXPLAINed by explainFetch (the same 100 for every system; the fast variant's workers use batchSize = concurrency). */
+const EXPLAIN_BATCH = 100
+
+/**
+ * Captures pg-boss's fetch exactly as `work()` sends it. `fetch()` takes a
+ * per-call `db` (`ConnectionOptions.db`, an `IDatabase`) and builds the statement
+ * with the same `plans.fetchNextJob` and options `work()` uses (its extra keys,
+ * `priority`/`orderByCreatedOn: true` and `includeMetadata: false`, are the
+ * defaults); an `IDatabase` that records instead of executing hands back the text
+ * and parameters without claiming anything.
+ */
+async function captureFetch(boss: PgBoss): Promise<CapturedFetch> {
+  let statement: CapturedQuery | null = null
+  await boss.fetch(QUEUE, {
+    batchSize: EXPLAIN_BATCH,
+    db: {
+      async executeSql(text: string, values?: unknown[]) {
+        statement ??= { text, values: [...(values ?? [])] }
+        return { rows: [] }
+      },
+    },
+  })
+  return { setup: [], statement: await waitFor(() => statement, 'the pg-boss fetch statement', 1_000) }
+}
+
 function pgBoss(variant: PgBossVariant): BenchSystem {
   let boss: PgBoss | null = null
   let pool: pg.Pool | null = null
   let url = ''
   let enqueued = 0
   let lastHandled: () => Promise<number> = async () => 0
+  /** The captured fetch, once (see captureFetch). */
+  let fetchStatement: CapturedFetch | null = null
   const mustBoss = () => {
     if (!boss) throw new Error('setup first')
     return boss
@@ -195,6 +223,50 @@ function pgBoss(variant: PgBossVariant): BenchSystem {
       await pool?.end()
       boss = null
       pool = null
+    },
+    /**
+     * Inserts `n` completed jobs of the bench queue where pg-boss 12.x keeps them:
+     * there is no archive table in 12.x; a completed job stays in the queue's job
+     * table (`pgboss.queue.table_name`, `job_common` for a queue created without
+     * `partition: true`) with state `completed` until `completed_on +
+     * deletion_seconds` (7 days by default) has passed. Rows copy the queue's
+     * settings the way plans.insertJobs does, and completed_on rises evenly over the
+     * 7 days up to now, so retention deletes none of them during a run of
+     * less than that. retry_count 0 and unique ids keep anomalies() at 0.
+     */
+    async fillFinished(n) {
+      if (n <= 0) return
+      const counting = mustPool()
+      const { rows } = await counting.query<{ table_name: string }>(`select table_name from pgboss.queue where name = $1`, [QUEUE])
+      const table = rows[0]?.table_name
+      if (!table || !/^[a-z0-9_]+$/.test(table)) throw new Error(`unexpected pg-boss table for ${QUEUE}: ${table}`)
+      await fillInBatches(`pgboss-${variant} ${table}`, n, async (from, to) => {
+        await counting.query(
+          `insert into pgboss."${table}" (id, name, data, priority, state, start_after, created_on, started_on, completed_on,
+                                         expire_seconds, deletion_seconds, keep_until, retry_limit, retry_delay, retry_backoff,
+                                         retry_delay_max, policy, dead_letter, heartbeat_seconds, heartbeat_on)
+           select gen_random_uuid(), q.name,
+                  jsonb_build_object('storeId', 'store-' || (g % 100), 'payload', jsonb_build_object('i', g)), 0, 'completed',
+                  f - interval '2 s', f - interval '2 s', f - interval '1 s', f,
+                  q.expire_seconds, q.deletion_seconds, f - interval '2 s' + q.retention_seconds * interval '1 s',
+                  q.retry_limit, q.retry_delay, q.retry_backoff, q.retry_delay_max, q.policy, q.dead_letter,
+                  q.heartbeat_seconds, f - interval '1 s'
+           from pgboss.queue q,
+                (select g, now() - interval '7 days' + (g::float8 / $4) * interval '7 days' as f
+                   from generate_series($2::bigint, $3::bigint) g) s
+           where q.name = $1`,
+          [QUEUE, from, to, n],
+        )
+      })
+    },
+    /**
+     * EXPLAIN (ANALYZE, BUFFERS) of one fetch of up to 100 jobs of the bench queue,
+     * the statement captured from pg-boss itself (see captureFetch), run on the
+     * adapter's own pool and rolled back.
+     */
+    async explainFetch() {
+      fetchStatement ??= await captureFetch(mustBoss())
+      return explainAnalyze(mustPool(), fetchStatement)
     },
   }
 }

@@ -19,10 +19,21 @@ export interface DrainResult {
  */
 export async function drain(
   system: BenchSystem,
-  opts: { n: number; concurrency: number; processes: number; timeoutMs?: number },
+  opts: {
+    n: number
+    concurrency: number
+    processes: number
+    timeoutMs?: number
+    /** Runs after the enqueue, before the workers start (untimed), e.g. ANALYZE. */
+    beforeWorkers?: () => Promise<void>
+  },
 ): Promise<DrainResult> {
   progress(`${system.name}: enqueue ${opts.n} for drain`)
   await system.enqueueBulk(makeJobs(opts.n, 100))
+  if (opts.beforeWorkers) {
+    progress(`${system.name}: before workers`)
+    await opts.beforeWorkers()
+  }
   const workers = await system.startWorkers({ concurrency: opts.concurrency, processes: opts.processes })
   const t0 = performance.now()
   const deadline = Date.now() + (opts.timeoutMs ?? 600_000)
