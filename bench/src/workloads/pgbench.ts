@@ -87,7 +87,7 @@ export async function pgbenchCeiling(opts: PgbenchOptions): Promise<PgbenchResul
       )
       return Object.fromEntries(found.map((r) => [r.name, r.setting]))
     })
-    return { tps: Number(tps), latencyMs: Number(latency ?? NaN), settings, command: `pgbench ${args.join(' ')}` }
+    return { tps: Number(tps), latencyMs: Number(latency ?? NaN), settings, command: `pgbench ${args.map((a) => (a === script ? 'update.sql' : a)).join(' ')}` }
   } finally {
     await admin(opts.url, `drop database if exists "${name}" with (force)`)
     await rm(dir, { recursive: true, force: true })

@@ -30,6 +30,8 @@ function startObserver(pool: pg.Pool) {
   const seen = { polls: 0, maxDuplicates: 0, conservationBreaks: [] as number[], error: null as string | null }
   const loop = (async () => {
     while (!stopped) {
+      // Read the flag before the query: a poll sent before the last batch committed may return after it.
+      const allEnqueued = enqueuedAll
       const { rows } = await pool.query<{ dup: string; live: string; done: string }>(`
         select (select count(*) - count(distinct job_id) from side_effects) as dup,
                (select count(*) from jobs) as live,
@@ -38,7 +40,7 @@ function startObserver(pool: pg.Pool) {
       seen.polls++
       seen.maxDuplicates = Math.max(seen.maxDuplicates, Number(r.dup))
       const total = Number(r.live) + Number(r.done)
-      if (enqueuedAll && total !== JOBS) seen.conservationBreaks.push(total)
+      if (allEnqueued && total !== JOBS) seen.conservationBreaks.push(total)
       await new Promise((res) => setTimeout(res, 100))
     }
   })().catch((err: unknown) => {

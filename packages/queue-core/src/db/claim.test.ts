@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { enqueueMany } from '../enqueue.ts'
 import { useTestDatabase } from '../testing/use-test-database.ts'
 import { claimBatch, claimStatement, useClaimSettings } from './claim.ts'
+import { connectClaimSession } from './connect.ts'
 
 const t = useTestDatabase()
 
@@ -69,9 +70,17 @@ describe('claimBatch', () => {
           `.execute(trx)
           return explained.rows[0]!['QUERY PLAN'][0]!.Plan
         })
-        const all = nodes(plan)
-        expect(all.some((n) => n['Node Type'] === 'Index Scan' && n['Index Name'] === 'jobs_claim_idx')).toBe(true)
-        expect(all.some((n) => n['Node Type'] === 'Sort' || n['Node Type'] === 'Incremental Sort')).toBe(false)
+        // The worker's claim session carries the same settings per session instead of per transaction.
+        const session = connectClaimSession(t.url)
+        const sessionPlan = await sql<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>`
+          explain (format json) ${claimStatement({ workerId: 'w', limit: 100, leaseMs: 30_000, types })}
+        `.execute(session.kysely)
+        await session.close()
+        for (const all of [nodes(plan), nodes(sessionPlan.rows[0]!['QUERY PLAN'][0]!.Plan)]) {
+          expect(all.some((n) => n['Node Type'] === 'Index Scan' && n['Index Name'] === 'jobs_claim_idx')).toBe(true)
+          expect(all.some((n) => n['Node Type'] === 'Sort' || n['Node Type'] === 'Incremental Sort')).toBe(false)
+          expect(all.some((n) => n['Node Type'] === 'Hash Join' || n['Node Type'] === 'Merge Join')).toBe(false)
+        }
       }
     }
     const claimed = await claimBatch(t.db.kysely, { workerId: 'w', limit: 100, leaseMs: 30_000, types: null })

@@ -60,15 +60,29 @@ export async function claimBatch(db: Executor, args: ClaimArgs): Promise<Claimed
  * completion) flushes the WAL past it anyway; so the claim skips the flush wait.
  */
 export async function useClaimSettings(trx: Executor): Promise<void> {
-  await sql`
-    select set_config('enable_sort', 'off', true),
-           set_config('enable_bitmapscan', 'off', true),
-           set_config('enable_seqscan', 'off', true),
-           set_config('enable_hashjoin', 'off', true),
-           set_config('enable_mergejoin', 'off', true),
-           set_config('jit', 'off', true),
-           set_config('synchronous_commit', 'off', true)
-  `.execute(trx)
+  const settings = CLAIM_SETTINGS.map(([name, value]) => sql`set_config(${name}, ${value}, true)`)
+  await sql`select ${sql.join(settings)}`.execute(trx)
+}
+
+/** The claim's settings (see {@link useClaimSettings}), one list for both ways of applying them. */
+export const CLAIM_SETTINGS: ReadonlyArray<readonly [string, string]> = [
+  ['enable_sort', 'off'],
+  ['enable_bitmapscan', 'off'],
+  ['enable_seqscan', 'off'],
+  ['enable_hashjoin', 'off'],
+  ['enable_mergejoin', 'off'],
+  ['jit', 'off'],
+  ['synchronous_commit', 'off'],
+]
+
+/**
+ * Claims on a claim session: a connection whose session already carries
+ * {@link CLAIM_SETTINGS} (see `connectClaimSession`), so the claim is one
+ * statement with no transaction block: one round trip instead of four
+ * (measured: about 2.2 ms down to about 1 ms on an idle worker's pick-up).
+ */
+export async function claimBatchOnSession(session: Executor, args: ClaimArgs): Promise<ClaimedJobRow[]> {
+  return (await claimStatement(args).execute(session)).rows
 }
 
 /** The claim statement itself, unexecuted: tests EXPLAIN exactly what runs (after {@link useClaimSettings}). */

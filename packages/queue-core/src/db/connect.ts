@@ -1,6 +1,7 @@
 import { Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
 import type { Database } from './database.ts'
+import { CLAIM_SETTINGS } from './claim.ts'
 
 /** Options for {@link connect}. */
 export interface ConnectOptions {
@@ -95,4 +96,33 @@ export function dedicatedClient(connectionString: string, applicationName: strin
     keepAliveInitialDelayMillis: 10_000,
     options: '-c jit=off -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3',
   })
+}
+
+/**
+ * A small pool whose sessions carry the claim's planner and commit settings
+ * (CLAIM_SETTINGS), for `claimBatchOnSession`. Only claims run on it: with
+ * synchronous_commit off, nothing that must be durable may use it.
+ */
+export function connectClaimSession(connectionString: string, applicationName = 'backroom-claim'): Db {
+  const pool = new pg.Pool({
+    connectionString,
+    max: 2,
+    application_name: applicationName,
+    idleTimeoutMillis: 5 * 60_000,
+    statement_timeout: 60_000,
+    options: CLAIM_SETTINGS.map(([name, value]) => `-c ${name}=${value}`).join(' '),
+  })
+  pool.on('error', () => {})
+  const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  let closed = false
+  return {
+    pool,
+    kysely,
+    async close() {
+      if (closed) return
+      closed = true
+      await kysely.destroy()
+      if (!pool.ended) await pool.end()
+    },
+  }
 }

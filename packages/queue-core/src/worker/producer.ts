@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { claimBatch } from '../db/claim.ts'
+import { claimBatchOnSession } from '../db/claim.ts'
 import type { Executor } from '../db/database.ts'
 import type { ClaimedJobRow } from '../db/rows.ts'
 
@@ -21,6 +21,7 @@ export interface Producer {
  * one claim (setImmediate), so finishing ten jobs at once costs one claim.
  */
 export function createProducer(args: {
+  /** A claim session (connectClaimSession): its connections carry the claim settings. */
   db: Executor
   workerId: string
   leaseMs: number
@@ -67,7 +68,7 @@ export function createProducer(args: {
       if ((wanted || maybeMore) && free > 0 && !args.saturated()) {
         wanted = false
         try {
-          const rows = await claimBatch(args.db, { workerId: args.workerId, limit: free, leaseMs: args.leaseMs, types: args.types })
+          const rows = await claimBatchOnSession(args.db, { workerId: args.workerId, limit: free, leaseMs: args.leaseMs, types: args.types })
           failures = 0
           maybeMore = rows.length === free
           if (rows.length > 0) log.debug({ claimed: rows.length }, 'claimed jobs')

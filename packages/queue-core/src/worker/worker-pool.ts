@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { pino, type Logger } from 'pino'
 import type { Executor } from '../db/database.ts'
 import { extendLeases } from '../db/claim.ts'
+import { connectClaimSession } from '../db/connect.ts'
 import { toClaimedJob, type ClaimedJobRow } from '../db/rows.ts'
 import { giveBack } from '../db/history.ts'
 import {
@@ -133,8 +134,10 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     }
   }
 
+  // Claims get their own two connections, whose sessions carry the claim settings.
+  const claimSession = connectClaimSession(options.connectionString, 'backroom-claim')
   const producer = createProducer({
-    db,
+    db: claimSession.kysely,
     workerId,
     leaseMs: tuning.leaseMs,
     types,
@@ -263,6 +266,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         await completer.drain()
         if (heartbeat) clearInterval(heartbeat)
         await leader?.stop()
+        await claimSession.close()
         state = 'stopped'
         log.info('worker pool stopped')
       })()
