@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { createWorkerPool, connect, defineHandler, enqueue, enqueueMany, migrate, type Db } from '@backroom/queue-core'
+import { createWorkerPool, connect, defineHandler, enqueue, enqueueMany, explainClaim, migrate, type Db } from '@backroom/queue-core'
 import { Type } from 'typebox'
 import type { BenchJob, BenchSystem, BenchWorkers } from './system.ts'
-import { explainAnalyze, fillInBatches, recordQueries, sameValue, waitFor, withValue, type CapturedFetch } from './scale-hooks.ts'
+import { fillInBatches } from './scale-hooks.ts'
 
 const CHILD = fileURLToPath(new URL('../worker-child.ts', import.meta.url))
 
@@ -20,48 +20,6 @@ export function benchHandler(onStart?: (payload: Record<string, unknown>) => voi
 
 /** Claim batch EXPLAINed by explainFetch (the same 100 for every system). */
 const EXPLAIN_BATCH = 100
-/** A job type no bench job has: the probe's claim matches nothing, so capturing it changes nothing. */
-const PROBE_TYPE = 'bench.explain-probe'
-
-/**
- * Captures Backroom's claim as the worker pool really sends it. claimStatement and
- * useClaimSettings (packages/queue-core/src/db/claim.ts) are not exported, and the
- * bench may not deep-import them; so a throwaway worker pool with `EXPLAIN_BATCH`
- * slots, a handler for `PROBE_TYPE` only, and no LISTEN or maintenance, runs its
- * first claim on an instrumented pool. Its transaction is BEGIN, the claim
- * settings, the claim; the claim is the statement bound to `[PROBE_TYPE]`, and
- * the settings are whatever ran between BEGIN and it. The probe type is then
- * swapped for the bench's own, giving exactly the claim a bench worker with
- * `EXPLAIN_BATCH` free slots sends (default lease, no prefetch).
- */
-async function captureClaim(url: string): Promise<CapturedFetch> {
-  const probe = connect({ connectionString: url, max: 2, applicationName: 'bench-explain-probe' })
-  const seen = recordQueries(probe.pool)
-  const probePool = createWorkerPool({
-    db: probe.kysely,
-    connectionString: url,
-    handlers: [defineHandler({ type: PROBE_TYPE, payload: Type.Record(Type.String(), Type.Unknown()), run() {} })],
-    concurrency: EXPLAIN_BATCH,
-    listen: false,
-    maintenance: false,
-    workerId: 'bench-explain-probe',
-  })
-  const find = (): CapturedFetch | null => {
-    const at = seen.findIndex((q) => q.values.some((v) => sameValue(v, [PROBE_TYPE])))
-    if (at < 0) return null
-    let begin = at - 1
-    while (begin >= 0 && seen[begin]!.text.trim().toLowerCase() !== 'begin') begin--
-    if (begin < 0) throw new Error('captured a Backroom claim outside a transaction; claimBatch changed shape')
-    return { setup: seen.slice(begin + 1, at), statement: withValue(seen[at]!, [PROBE_TYPE], ['bench.noop']) }
-  }
-  try {
-    await probePool.start()
-    return await waitFor(find, "the probe worker pool's first claim")
-  } finally {
-    await probePool.stop()
-    await probe.close()
-  }
-}
 
 /** Options of the Backroom bench system. */
 export interface BackroomBenchOptions {
@@ -84,7 +42,6 @@ export function backroom(options: BackroomBenchOptions = {}): BenchSystem {
   let db: Db | null = null
   let url = ''
   /** The captured claim, once (see captureClaim); it depends only on the code, not the data. */
-  let claim: CapturedFetch | null = null
   const must = () => {
     if (!db) throw new Error('setup first')
     return db
@@ -204,14 +161,11 @@ export function backroom(options: BackroomBenchOptions = {}): BenchSystem {
       })
     },
     /**
-     * EXPLAIN (ANALYZE, BUFFERS) of one claim of up to 100 bench.noop jobs, the
-     * statement and claim settings captured from a real worker pool (see
-     * captureClaim), run on this adapter's pool (the `connect()` session settings
-     * the workers use) and rolled back.
+     * EXPLAIN (ANALYZE, BUFFERS) of one real claim of up to 100 bench.noop jobs,
+     * with the claim's own settings, rolled back (queue-core's explainClaim).
      */
     async explainFetch() {
-      claim ??= await captureClaim(url)
-      return explainAnalyze(must().pool, claim)
+      return explainClaim(must().kysely, { workerId: 'bench-explain', limit: EXPLAIN_BATCH, leaseMs: 30_000, types: ['bench.noop'] })
     },
   }
 }

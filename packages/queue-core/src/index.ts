@@ -24,6 +24,7 @@ export { connect, fromPgClient, type ConnectOptions, type Db } from './db/connec
 export type { Database, Executor } from './db/database.ts'
 export { enqueue, enqueueMany, priorityValue, type EnqueueTarget } from './enqueue.ts'
 export { getJob, cancelJob, type Scope } from './admin.ts'
+export { explainClaim } from './db/claim.ts'
 export { nextRunAt } from './retry.ts'
 export { defineHandler, createRegistry, type Handler, type HandlerContext, type HandlerDefinition, type HandlerRegistry } from './handler.ts'
 export { migrate, readMigrations, MigrationChecksumError, DEFAULT_MIGRATIONS_DIR } from './migrate.ts'

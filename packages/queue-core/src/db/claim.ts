@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import { sql, type RawBuilder } from 'kysely'
-import type { Executor } from './database.ts'
+import { sql, type Kysely, type RawBuilder } from 'kysely'
+import type { Database, Executor } from './database.ts'
 import type { ClaimedJobRow } from './rows.ts'
 import type { Fence } from '../types.ts'
 
@@ -167,4 +167,32 @@ export async function setProgress(db: Executor, args: { fence: Fence; progress: 
     where id = ${fence.id} and attempt = ${fence.attempt} and lease_token = ${fence.leaseToken}::uuid and state = 'running'
   `.execute(db)
   return Number(result.numAffectedRows ?? 0) === 1
+}
+
+/** Thrown inside explainClaim's transaction to roll it back after EXPLAIN ANALYZE. */
+class RollbackExplain extends Error {
+  constructor(readonly plan: string) {
+    super('rollback after explain')
+  }
+}
+
+/**
+ * EXPLAIN (ANALYZE, BUFFERS) of one real claim with the claim's settings,
+ * rolled back so no job changes state: for benchmarks and for checking a
+ * production plan. Returns the execution time and the plan text.
+ */
+export async function explainClaim(db: Kysely<Database>, args: ClaimArgs): Promise<{ ms: number; plan: string }> {
+  try {
+    await db.transaction().execute(async (trx) => {
+      await useClaimSettings(trx)
+      const result = await sql<{ 'QUERY PLAN': string }>`explain (analyze, buffers, format text) ${claimStatement(args)}`.execute(trx)
+      throw new RollbackExplain(result.rows.map((r) => r['QUERY PLAN']).join('\n'))
+    })
+  } catch (err) {
+    if (!(err instanceof RollbackExplain)) throw err
+    const ms = /Execution Time: ([\d.]+) ms/.exec(err.plan)?.[1]
+    if (ms === undefined) throw new Error('no execution time in the claim plan')
+    return { ms: Number(ms), plan: err.plan }
+  }
+  throw new Error('unreachable: the explain transaction always rolls back')
 }
