@@ -1,8 +1,8 @@
+import { envInteger, envOneOf, isPostgresUrl, LOG_LEVELS, type LogLevel } from '@backroom/queue-core/runtime'
 import { DEFAULT_CONCURRENCY, DEFAULT_PREFETCH, DEFAULT_SHUTDOWN_GRACE_MS } from '@backroom/queue-core'
 
 /** pino levels accepted in `LOG_LEVEL`. */
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
-export type LogLevel = (typeof LOG_LEVELS)[number]
+export { LOG_LEVELS, type LogLevel }
 
 /** Connections in the worker's pool when `DB_POOL_MAX` is unset: claims, completions, heartbeats, maintenance. */
 export const DEFAULT_DB_POOL_MAX = 10
@@ -54,13 +54,13 @@ export function loadConfig(
   if (databaseUrl === '') problems.push('DATABASE_URL is required (a postgres:// connection string)')
   else if (!isPostgresUrl(databaseUrl)) problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL')
 
-  const concurrency = integer(env, 'WORKER_CONCURRENCY', DEFAULT_CONCURRENCY, 1, problems)
-  const prefetch = integer(env, 'WORKER_PREFETCH', DEFAULT_PREFETCH, 0, problems)
-  const dbPoolMax = integer(env, 'DB_POOL_MAX', DEFAULT_DB_POOL_MAX, 1, problems)
-  const dbPoolMin = integer(env, 'DB_POOL_MIN', DEFAULT_DB_POOL_MIN, 0, problems)
+  const concurrency = envInteger(env, 'WORKER_CONCURRENCY', DEFAULT_CONCURRENCY, 1, problems)
+  const prefetch = envInteger(env, 'WORKER_PREFETCH', DEFAULT_PREFETCH, 0, problems)
+  const dbPoolMax = envInteger(env, 'DB_POOL_MAX', DEFAULT_DB_POOL_MAX, 1, problems)
+  const dbPoolMin = envInteger(env, 'DB_POOL_MIN', DEFAULT_DB_POOL_MIN, 0, problems)
   if (dbPoolMin > dbPoolMax) problems.push('DB_POOL_MIN must not exceed DB_POOL_MAX')
-  const shutdownGraceMs = integer(env, 'WORKER_SHUTDOWN_GRACE_MS', DEFAULT_SHUTDOWN_GRACE_MS, 0, problems)
-  const logLevel = oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info', problems)
+  const shutdownGraceMs = envInteger(env, 'WORKER_SHUTDOWN_GRACE_MS', DEFAULT_SHUTDOWN_GRACE_MS, 0, problems)
+  const logLevel = envOneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info', problems)
 
   const listed = (env.WORKER_TYPES ?? '')
     .split(',')
@@ -74,43 +74,4 @@ export function loadConfig(
 
   if (problems.length > 0) throw new ConfigError(problems)
   return { databaseUrl, concurrency, prefetch, types, dbPoolMax, dbPoolMin, logLevel, shutdownGraceMs }
-}
-
-function isPostgresUrl(value: string): boolean {
-  try {
-    return ['postgres:', 'postgresql:'].includes(new URL(value).protocol)
-  } catch {
-    return false
-  }
-}
-
-function integer(
-  env: Readonly<Record<string, string | undefined>>,
-  name: string,
-  fallback: number,
-  min: number,
-  problems: string[],
-): number {
-  const raw = env[name]?.trim()
-  if (raw === undefined || raw === '') return fallback
-  const value = /^\d+$/.test(raw) ? Number(raw) : Number.NaN
-  if (!Number.isSafeInteger(value) || value < min) {
-    problems.push(`${name} must be an integer >= ${min}`)
-    return fallback
-  }
-  return value
-}
-
-function oneOf<T extends string>(
-  env: Readonly<Record<string, string | undefined>>,
-  name: string,
-  allowed: ReadonlyArray<T>,
-  fallback: T,
-  problems: string[],
-): T {
-  const raw = env[name]?.trim().toLowerCase()
-  if (raw === undefined || raw === '') return fallback
-  if ((allowed as ReadonlyArray<string>).includes(raw)) return raw as T
-  problems.push(`${name} must be one of ${allowed.join(', ')}`)
-  return fallback
 }

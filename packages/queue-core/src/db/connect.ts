@@ -49,6 +49,11 @@ export function connect(options: ConnectOptions): Db {
     // Queue statements are short; JIT compiling them costs more than it saves.
     options: '-c jit=off',
   })
+  return wrapPool(pool)
+}
+
+/** Kysely over a pool, and one close() that ends both whether or not Kysely ever ran a query. */
+function wrapPool(pool: pg.Pool): Db {
   // An idle client that loses its server raises here; without a listener it crashes the process.
   pool.on('error', () => {})
   const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
@@ -112,17 +117,5 @@ export function connectClaimSession(connectionString: string, applicationName = 
     statement_timeout: 60_000,
     options: CLAIM_SETTINGS.map(([name, value]) => `-c ${name}=${value}`).join(' '),
   })
-  pool.on('error', () => {})
-  const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
-  let closed = false
-  return {
-    pool,
-    kysely,
-    async close() {
-      if (closed) return
-      closed = true
-      await kysely.destroy()
-      if (!pool.ended) await pool.end()
-    },
-  }
+  return wrapPool(pool)
 }
