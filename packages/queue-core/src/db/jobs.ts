@@ -31,6 +31,9 @@ export interface NewJobRow {
  *
  * Rows whose (store, dedupe key) already has a live job are skipped (ON
  * CONFLICT DO NOTHING); the answer holds only inserted rows, in input order.
+ * The store is charged for the whole batch before the conflicts are known,
+ * so a deduped enqueue still advances its own store's clock by its cost: it
+ * only ever delays that store, never another one.
  */
 export async function insertMany(db: Executor, rows: ReadonlyArray<NewJobRow>): Promise<JobRow[]> {
   if (rows.length === 0) return []
