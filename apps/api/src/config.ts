@@ -1,4 +1,4 @@
-import { envInteger, envOneOf, isPostgresUrl, LOG_LEVELS, type LogLevel } from '@backroom/queue-core/runtime'
+import { ConfigError, envInteger, envOneOf, isPostgresUrl, LOG_LEVELS, type LogLevel } from '@backroom/queue-core/runtime'
 /** pino levels accepted in `LOG_LEVEL`. */
 export { LOG_LEVELS, type LogLevel }
 
@@ -19,16 +19,8 @@ export interface ApiConfig {
   readonly logLevel: LogLevel
 }
 
-/** The environment does not describe a runnable API; `problems` names each variable at fault. */
-export class ConfigError extends Error {
-  readonly code = 'invalid_config' as const
-  readonly problems: ReadonlyArray<string>
-  constructor(problems: ReadonlyArray<string>) {
-    super(`invalid configuration: ${problems.join('; ')}`)
-    this.name = 'ConfigError'
-    this.problems = problems
-  }
-}
+/** Thrown when the environment does not describe a runnable service. */
+export { ConfigError }
 
 /**
  * Reads the API's configuration from `env`, reporting every bad variable at

@@ -1,4 +1,4 @@
-import { envInteger, envOneOf, isPostgresUrl, LOG_LEVELS, type LogLevel } from '@backroom/queue-core/runtime'
+import { ConfigError, envInteger, envOneOf, isPostgresUrl, LOG_LEVELS, type LogLevel } from '@backroom/queue-core/runtime'
 import { DEFAULT_CONCURRENCY, DEFAULT_PREFETCH, DEFAULT_SHUTDOWN_GRACE_MS } from '@backroom/queue-core'
 
 /** pino levels accepted in `LOG_LEVEL`. */
@@ -26,16 +26,8 @@ export interface WorkerConfig {
   readonly shutdownGraceMs: number
 }
 
-/** The environment does not describe a runnable worker; `problems` names each variable at fault. */
-export class ConfigError extends Error {
-  readonly code = 'invalid_config' as const
-  readonly problems: ReadonlyArray<string>
-  constructor(problems: ReadonlyArray<string>) {
-    super(`invalid configuration: ${problems.join('; ')}`)
-    this.name = 'ConfigError'
-    this.problems = problems
-  }
-}
+/** Thrown when the environment does not describe a runnable service. */
+export { ConfigError }
 
 /**
  * Reads the worker's configuration from `env`, reporting every bad variable

@@ -1,8 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { createWorkerPool, connect, defineHandler, enqueue, enqueueMany, explainClaim, migrate, type Db } from '@backroom/queue-core'
 import { Type } from 'typebox'
 import type { BenchJob, BenchSystem, BenchWorkers } from './system.ts'
+import { spawnWorkerChildren } from './peer-children.ts'
 import { fillInBatches } from './scale-hooks.ts'
 
 const CHILD = fileURLToPath(new URL('../worker-child.ts', import.meta.url))
@@ -80,40 +80,10 @@ export function backroom(options: BackroomBenchOptions = {}): BenchSystem {
         await pool.start()
         return { handled: async () => handled, stop: () => pool.stop() }
       }
-      const children: ChildProcess[] = []
-      const counts: number[] = []
-      for (let i = 0; i < processes; i++) {
-        const child = spawn(process.execPath, ['--conditions=@backroom/source', '--import', 'tsx', CHILD, url, String(concurrency), String(options.prefetch ?? 0)], {
-          stdio: ['pipe', 'pipe', 'inherit'],
-        })
-        counts.push(0)
-        let buffer = ''
-        child.stdout!.on('data', (d: Buffer) => {
-          buffer += d.toString()
-          const lines = buffer.split('\n')
-          buffer = lines.pop() ?? ''
-          for (const line of lines) if (line.startsWith('handled ')) counts[i] = Number(line.slice(8))
-        })
-        children.push(child)
-      }
-      await Promise.all(
-        children.map((c) => new Promise<void>((resolve) => c.stdout!.once('data', () => resolve()))),
+      return spawnWorkerChildren(
+        { script: CHILD, args: [url, String(concurrency), String(options.prefetch ?? 0)], label: 'backroom' },
+        processes,
       )
-      for (const c of children) c.stdin!.write('go\n')
-      return {
-        handled: async () => counts.reduce((a, b) => a + b, 0),
-        async stop() {
-          await Promise.all(
-            children.map(
-              (c) =>
-                new Promise<void>((resolve) => {
-                  c.once('close', () => resolve())
-                  c.kill('SIGTERM')
-                }),
-            ),
-          )
-        },
-      }
     },
     async completed() {
       const { rows } = await must().pool.query<{ n: number }>(`select count(*)::int as n from job_history where state = 'completed'`)

@@ -18,19 +18,35 @@ export interface PeerChildSpec {
  * so process start-up stays outside the timed window (same protocol as
  * `worker-child.ts`: children print `handled N` lines and start on a stdin line).
  */
-export async function spawnPeerChildren(spec: PeerChildSpec, processes: number): Promise<BenchWorkers> {
+export function spawnPeerChildren(spec: PeerChildSpec, processes: number): Promise<BenchWorkers> {
+  return spawnWorkerChildren(
+    { script: PEER_CHILD, args: [spec.system, spec.variant, spec.url, String(spec.concurrency)], label: spec.system },
+    processes,
+  )
+}
+
+/**
+ * Spawns `processes` worker processes running `script` (under tsx, with the
+ * source condition) that speak the bench child protocol: print `handled N`
+ * lines, start on a stdin line, exit on SIGTERM. Resolves once all are ready,
+ * then starts them together; a child that dies before it is ready fails the run.
+ */
+export async function spawnWorkerChildren(
+  child: { readonly script: string; readonly args: ReadonlyArray<string>; readonly label: string },
+  processes: number,
+): Promise<BenchWorkers> {
   const children: ChildProcess[] = []
   const counts: number[] = []
   const ready: Promise<void>[] = []
   for (let i = 0; i < processes; i++) {
-    const child = spawn(
+    const proc = spawn(
       process.execPath,
-      ['--conditions=@backroom/source', '--import', 'tsx', PEER_CHILD, spec.system, spec.variant, spec.url, String(spec.concurrency)],
+      ['--conditions=@backroom/source', '--import', 'tsx', child.script, ...child.args],
       { stdio: ['pipe', 'pipe', 'inherit'] },
     )
     counts.push(0)
     let buffer = ''
-    child.stdout!.on('data', (d: Buffer) => {
+    proc.stdout!.on('data', (d: Buffer) => {
       buffer += d.toString()
       const lines = buffer.split('\n')
       buffer = lines.pop() ?? ''
@@ -39,15 +55,15 @@ export async function spawnPeerChildren(spec: PeerChildSpec, processes: number):
     // A child that dies before it is ready would otherwise leave the run waiting forever.
     ready.push(
       new Promise<void>((resolve, reject) => {
-        const onExit = (code: number | null) => reject(new Error(`${spec.system} child exited with ${code} before it was ready`))
-        child.once('exit', onExit)
-        child.stdout!.once('data', () => {
-          child.off('exit', onExit)
+        const onExit = (code: number | null) => reject(new Error(`${child.label} child exited with ${code} before it was ready`))
+        proc.once('exit', onExit)
+        proc.stdout!.once('data', () => {
+          proc.off('exit', onExit)
           resolve()
         })
       }),
     )
-    children.push(child)
+    children.push(proc)
   }
   try {
     await Promise.all(ready)

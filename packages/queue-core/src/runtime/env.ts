@@ -2,6 +2,17 @@
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
 
+/** The environment does not describe a runnable service; `problems` names each variable at fault (never its value). */
+export class ConfigError extends Error {
+  readonly code = 'invalid_config' as const
+  readonly problems: ReadonlyArray<string>
+  constructor(problems: ReadonlyArray<string>) {
+    super(`invalid configuration: ${problems.join('; ')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
 /** The environment as config parsers read it. */
 export type Env = Readonly<Record<string, string | undefined>>
 

@@ -1,3 +1,3 @@
 export { createRootLogger, REDACT_PATHS } from './create-root-logger.ts'
 export { onShutdownSignal } from './on-shutdown-signal.ts'
-export { envInteger, envOneOf, isPostgresUrl, LOG_LEVELS, type Env, type LogLevel } from './env.ts'
+export { ConfigError, envInteger, envOneOf, isPostgresUrl, LOG_LEVELS, type Env, type LogLevel } from './env.ts'
