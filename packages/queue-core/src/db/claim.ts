@@ -107,7 +107,10 @@ export function claimStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow> {
           started_at   = now()
       from picked
       where j.id = picked.id
-      returning j.*
+      returning j.id, j.type, j.queue, j.store_id, j.user_id, j.priority, j.state, j.attempt, j.max_attempts,
+                j.payload, j.dedupe_key, j.progress, j.errors, j.lease_token, j.locked_by, j.cancel_requested, j.vtime,
+                ${epochMs(sql.ref('j.run_at'))} as run_at_ms, ${epochMs(sql.ref('j.created_at'))} as created_at_ms,
+                ${epochMs(sql.ref('j.started_at'))} as started_at_ms, ${epochMs(sql.ref('j.locked_until'))} as locked_until_ms
     ),
     -- Never wait for the clock row: if another claim holds it, that claim
     -- moves the clock forward itself, and a clock a few jobs behind is harmless.
@@ -119,9 +122,14 @@ export function claimStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow> {
       where m.top > c.vtime
         and c.id = (select id from queue_clock for update skip locked)
     )
-    select * from claimed
+    select id, type, queue, store_id, user_id, priority, state, attempt, max_attempts, payload, dedupe_key, progress,
+           errors, lease_token, locked_by, cancel_requested, run_at_ms, created_at_ms, started_at_ms, locked_until_ms
+    from claimed
   `
 }
+
+/** A timestamp as float8 epoch milliseconds (pg returns float8 as a number). */
+const epochMs = (column: RawBuilder<unknown>): RawBuilder<number> => sql<number>`(extract(epoch from ${column}) * 1000)::float8`
 
 /** A running job whose lease is still held, after an extension. */
 export interface HeldLease {

@@ -22,12 +22,33 @@ export interface JobRow {
   readonly result?: unknown
 }
 
-/** A `jobs` row returned by the claim, with its lease. */
-export interface ClaimedJobRow extends JobRow {
+/**
+ * A `jobs` row as the claim returns it: only what a run needs, with its
+ * timestamps as epoch milliseconds (float8), because parsing four timestamp
+ * strings per job cost more than the rest of the row on a fast drain (measured
+ * with --cpu-prof: about 3 µs a job).
+ */
+export interface ClaimedJobRow {
+  readonly id: string
+  readonly type: string
+  readonly queue: string
+  readonly store_id: string
+  readonly user_id: string | null
+  readonly priority: number
+  readonly state: 'running'
+  readonly attempt: number
+  readonly max_attempts: number | null
+  readonly payload: unknown
+  readonly dedupe_key: string | null
+  readonly progress: unknown
+  readonly errors: unknown
   readonly lease_token: string
   readonly locked_by: string
-  readonly locked_until: Date
   readonly cancel_requested: boolean
+  readonly run_at_ms: number
+  readonly created_at_ms: number
+  readonly started_at_ms: number
+  readonly locked_until_ms: number
 }
 
 /** The one place a row becomes a domain {@link Job}. */
@@ -56,14 +77,35 @@ export function toJob<P = unknown>(row: JobRow): Job<P> {
   }
 }
 
-/** A claimed row becomes a {@link ClaimedJob}. */
+/**
+ * A claimed row becomes a {@link ClaimedJob}. Built field by field (no
+ * spread of a {@link toJob} result): it runs once per job on the hot path.
+ */
 export function toClaimedJob<P = unknown>(row: ClaimedJobRow): ClaimedJob<P> {
+  const errors = Array.isArray(row.errors) ? (row.errors as JobError[]) : []
   return {
-    ...toJob<P>(row),
+    id: String(row.id),
+    type: row.type,
+    queue: row.queue,
+    storeId: row.store_id,
+    userId: row.user_id,
+    priority: row.priority,
     state: 'running',
+    attempt: row.attempt,
+    maxAttempts: row.max_attempts,
+    payload: row.payload as P,
+    dedupeKey: row.dedupe_key,
+    runAt: new Date(row.run_at_ms),
+    createdAt: new Date(row.created_at_ms),
+    startedAt: new Date(row.started_at_ms),
+    finishedAt: null,
+    progress: row.progress ?? null,
+    errors,
+    lastError: errors.length > 0 ? (errors[errors.length - 1] ?? null) : null,
+    result: null,
     leaseToken: row.lease_token,
     lockedBy: row.locked_by,
-    lockedUntil: row.locked_until,
+    lockedUntil: new Date(row.locked_until_ms),
     cancelRequested: row.cancel_requested,
   }
 }
