@@ -4,7 +4,7 @@ import type { Executor } from './db/database.ts'
 import * as jobs from './db/jobs.ts'
 import { toJob, type JobRow } from './db/rows.ts'
 import { ValidationError } from './errors.ts'
-import { PRIORITIES, type EnqueueResult, type EnqueueSpec, type Priority } from './types.ts'
+import { PRIORITIES, type EnqueueResult, type EnqueueSpec, type Job, type Priority } from './types.ts'
 
 /** Where enqueue runs: our Kysely, a caller's Kysely transaction, or a caller's `pg` client. */
 export type EnqueueTarget = Executor | pg.ClientBase
@@ -71,7 +71,7 @@ export async function enqueueMany<P = unknown>(
     })
     // insertMany returns inserted rows ordered by id, which follows input order.
     createdIdx.forEach((i, k) => {
-      results[i] = { job: toJob<P>(inserted[k] as JobRow), deduped: false }
+      results[i] = { job: newJob<P>(rows[i]!, specs[i]!, inserted[k]!), deduped: false }
     })
     const conflicted = insertIdx.filter((i) => results[i] === undefined)
     const existing = await jobs.findByDedupeKeys(
@@ -91,6 +91,34 @@ export async function enqueueMany<P = unknown>(
   }
   if (todo.length > 0) throw new Error('dedupe conflict did not settle; the conflicting job kept finishing')
   return results as EnqueueResult<P>[]
+}
+
+/**
+ * A just-inserted job, from what was sent and what the database decided. The
+ * payload is the caller's own value (as it was serialised), not a copy read back.
+ */
+function newJob<P>(row: jobs.NewJobRow, spec: EnqueueSpec<P>, inserted: jobs.InsertedRow): Job<P> {
+  return {
+    id: String(inserted.id),
+    type: row.type,
+    queue: row.queue,
+    storeId: row.storeId,
+    userId: row.userId,
+    priority: row.priority,
+    state: inserted.state,
+    attempt: 0,
+    maxAttempts: row.maxAttempts,
+    payload: (spec.payload === undefined ? {} : spec.payload) as P,
+    dedupeKey: row.dedupeKey,
+    runAt: new Date(inserted.run_at_ms),
+    createdAt: new Date(inserted.created_at_ms),
+    startedAt: null,
+    finishedAt: null,
+    progress: null,
+    errors: [],
+    lastError: null,
+    result: null,
+  }
 }
 
 function toExecutor(target: EnqueueTarget): Executor {
