@@ -17,6 +17,8 @@ export interface Target {
   /** The goal, e.g. `≤ 0.10× FIFO`. */
   readonly goal: string
   readonly met: boolean
+  /** When missed: what limits it, as measured. */
+  readonly why?: string
 }
 
 /** One table of one workload: rows are systems (or variants), columns the measures. */
@@ -130,11 +132,14 @@ export function renderWorkload(result: WorkloadResult, { level = '###', appendix
 export function renderTargets(results: ReadonlyArray<WorkloadResult>): string | null {
   const targets = results.flatMap((r) => r.targets ?? [])
   if (targets.length === 0) return null
-  return markdownTable(
+  const table = markdownTable(
     ['target', 'goal', 'measured', 'met'],
     targets.map((t) => [cell(t.name), cell(t.goal), cell(t.measured), t.met ? 'met' : '**not met**']),
     false,
   )
+  const missed = targets.filter((t) => !t.met && t.why)
+  if (missed.length === 0) return table
+  return [table, '', 'Why the missed targets are missed (profiled on this kind of machine):', '', ...missed.map((t) => `- ${t.name}: ${t.why}`)].join('\n')
 }
 
 /** The machine the run took place on. */

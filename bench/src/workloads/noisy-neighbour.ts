@@ -13,7 +13,7 @@ export interface NoisyNeighbourOptions {
   readonly concurrency: number
   /** Give up waiting for the drain after this long (default 10 minutes). */
   readonly timeoutMs?: number
-  /** Runs after the enqueue, before the workers start (e.g. ANALYZE); its time counts in every wait. */
+  /** Runs after the big store's enqueue, before the workers start (e.g. ANALYZE); untimed for the small stores. */
   readonly beforeWorkers?: () => Promise<void>
 }
 
@@ -47,12 +47,15 @@ export function percentile(sorted: ReadonlyArray<number>, p: number): number {
 }
 
 /**
- * One store (`big`) enqueues `bigJobs` jobs in bulk, then `smallStores` stores
- * enqueue `perSmallStore` jobs each (one bulk per store). Every payload carries
- * `{ store, sentAt, seq }`. Only then does one worker process of `concurrency`
- * slots start; each handler call records its wait (start − sentAt). Returns the
- * small stores' wait percentiles, the time to drain everything, and the checks
- * that every job ran exactly once.
+ * One store (`big`) enqueues `bigJobs` jobs in bulk; then (after
+ * `beforeWorkers`, e.g. ANALYZE) one worker process of `concurrency` slots
+ * starts on that backlog, and while it works `smallStores` stores enqueue
+ * `perSmallStore` jobs each (one bulk per store, back to back). Every payload
+ * carries `{ store, sentAt, seq }`, sentAt taken just before its store's
+ * enqueue; each handler call records its wait (start − sentAt). So a small
+ * store's wait is how long its work sat behind the big store's backlog (in
+ * FIFO order: the rest of it). Returns the small stores' wait percentiles,
+ * the time to drain everything, and the checks that every job ran exactly once.
  *
  * The store is read back from `payload.store`: a system may enqueue under
  * another store id (`backroom-fifo` puts every job under one) but keeps the
@@ -66,13 +69,6 @@ export async function noisyNeighbour(system: BenchSystem, opts: NoisyNeighbourOp
   progress(`${system.name}: noisy enqueue big ${opts.bigJobs}`)
   const bigSentAt = now()
   await system.enqueueBulk(Array.from({ length: opts.bigJobs }, () => job('big', bigSentAt)))
-  for (let s = 0; s < opts.smallStores; s++) {
-    if (s % 20 === 0) progress(`${system.name}: noisy enqueue small stores ${s}/${opts.smallStores}`)
-    const store = `small-${s}`
-    const sentAt = now()
-    await system.enqueueBulk(Array.from({ length: opts.perSmallStore }, () => job(store, sentAt)))
-  }
-
   if (opts.beforeWorkers) {
     progress(`${system.name}: noisy before workers`)
     await opts.beforeWorkers()
@@ -96,6 +92,12 @@ export async function noisyNeighbour(system: BenchSystem, opts: NoisyNeighbourOp
   }
   const workers = await system.startWorkers({ concurrency: opts.concurrency, processes: 1, onStart })
   const t0 = performance.now()
+  for (let s = 0; s < opts.smallStores; s++) {
+    if (s % 20 === 0) progress(`${system.name}: noisy enqueue small stores ${s}/${opts.smallStores} while the big backlog drains`)
+    const store = `small-${s}`
+    const sentAt = now()
+    await system.enqueueBulk(Array.from({ length: opts.perSmallStore }, () => job(store, sentAt)))
+  }
   const deadline = t0 + (opts.timeoutMs ?? 600_000)
   let done = 0
   while (done < total && performance.now() < deadline) {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { sql, type Kysely, type RawBuilder } from 'kysely'
+import { preparedMarker } from './prepared.ts'
 import type { Database, Executor } from './database.ts'
 import type { ClaimedJobRow } from './rows.ts'
 import type { Fence } from '../types.ts'
@@ -80,6 +81,10 @@ export const CLAIM_SETTINGS: ReadonlyArray<readonly [string, string]> = [
  * {@link CLAIM_SETTINGS} (see `connectClaimSession`), so the claim is one
  * statement with no transaction block: one round trip instead of four
  * (measured: about 2.2 ms down to about 1 ms on an idle worker's pick-up).
+ *
+ * The statement is prepared once per connection (see prepared.ts) and its
+ * plan reused: planning the claim's CTEs took about 0.7 ms, as long as
+ * executing a small claim, on every pick-up.
  */
 export async function claimBatchOnSession(session: Executor, args: ClaimArgs): Promise<ClaimedJobRow[]> {
   return (await claimStatement(args).execute(session)).rows
@@ -88,7 +93,7 @@ export async function claimBatchOnSession(session: Executor, args: ClaimArgs): P
 /** The claim statement itself, unexecuted: tests EXPLAIN exactly what runs (after {@link useClaimSettings}). */
 export function claimStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow> {
   const types = args.types === null ? null : [...args.types]
-  return sql<ClaimedJobRow>`
+  return sql<ClaimedJobRow>`${sql.raw(preparedMarker('backroom_claim_v1'))}
     with picked as (
       select id from jobs
       where state = 'pending'

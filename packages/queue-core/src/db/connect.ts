@@ -2,6 +2,7 @@ import { Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
 import type { Database } from './database.ts'
 import { CLAIM_SETTINGS } from './claim.ts'
+import { withPreparedStatements } from './prepared.ts'
 
 /** Options for {@link connect}. */
 export interface ConnectOptions {
@@ -56,7 +57,7 @@ export function connect(options: ConnectOptions): Db {
 function wrapPool(pool: pg.Pool): Db {
   // An idle client that loses its server raises here; without a listener it crashes the process.
   pool.on('error', () => {})
-  const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool: withPreparedStatements(pool) }) })
   let closed = false
   return {
     pool,

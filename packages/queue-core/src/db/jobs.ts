@@ -2,6 +2,7 @@ import { sql } from 'kysely'
 import type { Executor } from './database.ts'
 import type { JobRow } from './rows.ts'
 import { notifyChanges } from './history.ts'
+import { preparedMarker } from './prepared.ts'
 
 /** One row to insert, already validated and normalised by enqueue. */
 export interface NewJobRow {
@@ -53,7 +54,7 @@ export interface InsertedRow {
 export async function insertMany(db: Executor, rows: ReadonlyArray<NewJobRow>): Promise<InsertedRow[]> {
   if (rows.length === 0) return []
   const col = <K extends keyof NewJobRow>(k: K) => rows.map((r) => r[k])
-  const result = await sql<InsertedRow>`
+  const result = await sql<InsertedRow>`${sql.raw(preparedMarker('backroom_insert_v1'))}
     with input as (
       select * from unnest(
         ${col('type')}::text[], ${col('storeId')}::text[], ${col('userId')}::text[], ${col('priority')}::smallint[],

@@ -22,7 +22,7 @@ export interface Producer {
  */
 export function createProducer(args: {
   /** A claim session (connectClaimSession): its connections carry the claim settings. */
-  db: Executor
+  session: Executor
   workerId: string
   leaseMs: number
   types: ReadonlyArray<string> | null
@@ -68,7 +68,7 @@ export function createProducer(args: {
       if ((wanted || maybeMore) && free > 0 && !args.saturated()) {
         wanted = false
         try {
-          const rows = await claimBatchOnSession(args.db, { workerId: args.workerId, limit: free, leaseMs: args.leaseMs, types: args.types })
+          const rows = await claimBatchOnSession(args.session, { workerId: args.workerId, limit: free, leaseMs: args.leaseMs, types: args.types })
           failures = 0
           maybeMore = rows.length === free
           if (rows.length > 0) log.debug({ claimed: rows.length }, 'claimed jobs')

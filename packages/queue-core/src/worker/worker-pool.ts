@@ -137,7 +137,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   // Claims get their own two connections, whose sessions carry the claim settings.
   const claimSession = connectClaimSession(options.connectionString, 'backroom-claim')
   const producer = createProducer({
-    db: claimSession.kysely,
+    session: claimSession.kysely,
     workerId,
     leaseMs: tuning.leaseMs,
     types,
