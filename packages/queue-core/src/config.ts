@@ -63,3 +63,6 @@ export function validateWorkerTuning(t: WorkerTuning): WorkerTuning {
   }
   return t
 }
+
+/** How often a worker re-reads which of its job types are under concurrency limits. */
+export const LIMITS_REFRESH_MS = 5_000

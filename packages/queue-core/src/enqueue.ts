@@ -3,7 +3,7 @@ import { fromPgClient } from './db/connect.ts'
 import type { Executor } from './db/database.ts'
 import * as jobs from './db/jobs.ts'
 import { toJob, type JobRow } from './db/rows.ts'
-import { ValidationError } from './errors.ts'
+import { StoreCapacityError, ValidationError } from './errors.ts'
 import { PRIORITIES, type EnqueueResult, type EnqueueSpec, type Job, type Priority } from './types.ts'
 
 /** Where enqueue runs: our Kysely, a caller's Kysely transaction, or a caller's `pg` client. */
@@ -63,7 +63,8 @@ export async function enqueueMany<P = unknown>(
         insertIdx.push(i)
       } else sharers.push([i, first])
     }
-    const inserted = await jobs.insertMany(db, insertIdx.map((i) => rows[i]!))
+    const { inserted, refused } = await jobs.insertMany(db, insertIdx.map((i) => rows[i]!))
+    if (refused.length > 0) throw await capacityError(db, refused)
     const insertedKeys = new Set(inserted.filter((r) => r.dedupe_key !== null).map((r) => `${r.store_id}\u0000${r.dedupe_key}`))
     const createdIdx = insertIdx.filter((i) => {
       const row = rows[i]!
@@ -121,6 +122,23 @@ function newJob<P>(row: jobs.NewJobRow, spec: EnqueueSpec<P>, inserted: jobs.Ins
   }
 }
 
+/** How far back the retry-after hint looks at a store's completions. */
+const RATE_WINDOW_MS = 60_000
+
+/**
+ * The error for stores over their live-job cap, with a retry-after hint: the
+ * time the first store needs, at its completion rate over the last minute,
+ * to free the places the batch lacks (1 s to 5 min; 1 min with no completions).
+ */
+async function capacityError(db: Executor, refused: ReadonlyArray<jobs.RefusedStore>): Promise<StoreCapacityError> {
+  const first = refused[0]!
+  const finished = await jobs.recentlyFinished(db, { storeId: first.storeId, windowMs: RATE_WINDOW_MS })
+  const lacking = first.live + first.incoming - first.cap
+  const perMs = finished / RATE_WINDOW_MS
+  const retryAfterMs = perMs > 0 ? Math.min(300_000, Math.max(1_000, Math.ceil(lacking / perMs))) : 60_000
+  return new StoreCapacityError(first, retryAfterMs, refused)
+}
+
 function toExecutor(target: EnqueueTarget): Executor {
   if ('selectFrom' in target) return target
   return fromPgClient(target)
@@ -173,7 +191,7 @@ function normalise<P>(spec: EnqueueSpec<P>, index: number, now: number): jobs.Ne
     payload: payloadText,
     dedupeKey: spec.dedupeKey ?? null,
     queue: spec.queue ?? 'default',
-    cost: spec.cost ?? 1,
+    cost: spec.cost ?? null,
   }
 }
 

@@ -78,6 +78,35 @@ export class InvalidStateError extends Error {
   }
 }
 
+/**
+ * An enqueue would take a store past its live-job cap (stores.max_live_jobs);
+ * nothing of the batch was written. `retryAfterMs` estimates when room frees
+ * up, from the store's completions over the last minute (the API sends it
+ * as Retry-After with a 429).
+ */
+export class StoreCapacityError extends Error {
+  readonly code = 'store_capacity' as const
+  readonly storeId: string
+  readonly cap: number
+  readonly live: number
+  readonly retryAfterMs: number
+  /** Every store of the batch that was over its cap. */
+  readonly details: ReadonlyArray<{ storeId: string; cap: number; live: number; incoming: number }>
+  constructor(
+    first: { storeId: string; cap: number; live: number },
+    retryAfterMs: number,
+    details: ReadonlyArray<{ storeId: string; cap: number; live: number; incoming: number }>,
+  ) {
+    super(`store ${first.storeId} holds ${first.live} live jobs; its cap is ${first.cap}`)
+    this.name = 'StoreCapacityError'
+    this.storeId = first.storeId
+    this.cap = first.cap
+    this.live = first.live
+    this.retryAfterMs = retryAfterMs
+    this.details = details
+  }
+}
+
 /** Anything thrown, as an Error with a code: handlers may throw strings or objects. */
 export function coerceError(thrown: unknown): Error & { code: string } {
   if (thrown instanceof Error) {

@@ -26,6 +26,13 @@ export interface HandlerDefinition<S extends TSchema = TSchema> {
   readonly maxAttempts?: number
   /** The run is aborted and counts as failed after this long. */
   readonly timeoutMs?: number
+  /**
+   * Fairness cost of one job of this type (default 1): a store is charged
+   * cost / weight per job, so a cost-5 import chunk uses five times the share
+   * of a cost-1 translation. Workers record it on start; an operator's
+   * configureJobType cost wins over it, and an enqueue may give its own.
+   */
+  readonly cost?: number
   run(payload: Static<S>, ctx: HandlerContext<Static<S>>): Promise<unknown> | unknown
 }
 
@@ -47,6 +54,9 @@ export interface Handler<S extends TSchema = TSchema> extends HandlerDefinition<
  * })
  */
 export function defineHandler<S extends TSchema>(definition: HandlerDefinition<S>): Handler<S> {
+  if (definition.cost !== undefined && !(Number.isFinite(definition.cost) && definition.cost > 0 && definition.cost <= 1e6)) {
+    throw new ValidationError(`${definition.type}: cost must be a number above 0`, { type: definition.type, field: 'cost' })
+  }
   const check = Compile(definition.payload)
   return {
     ...definition,

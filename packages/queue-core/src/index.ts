@@ -7,6 +7,7 @@ export {
   LeaseLostError,
   ValidationError,
   InvalidStateError,
+  StoreCapacityError,
   coerceError,
 } from './errors.ts'
 export {
@@ -24,6 +25,8 @@ export { connect, fromPgClient, type ConnectOptions, type Db } from './db/connec
 export type { Database, Executor } from './db/database.ts'
 export { enqueue, enqueueMany, priorityValue, type EnqueueTarget } from './enqueue.ts'
 export { getJob, cancelJob, type Scope } from './admin.ts'
+export { setStoreWeight, setStoreLiveJobCap, configureJobType, setStoreTypeLimit } from './settings.ts'
+export type { JobTypeColumns } from './db/settings.ts'
 export { explainClaim } from './db/claim.ts'
 export { nextRunAt } from './retry.ts'
 export { defineHandler, createRegistry, type Handler, type HandlerContext, type HandlerDefinition, type HandlerRegistry } from './handler.ts'

@@ -90,18 +90,50 @@ export async function claimBatchOnSession(session: Executor, args: ClaimArgs): P
   return (await claimStatement(args).execute(session)).rows
 }
 
-/** The claim statement itself, unexecuted: tests EXPLAIN exactly what runs (after {@link useClaimSettings}). */
+/**
+ * The claim statement itself, unexecuted: tests EXPLAIN exactly what runs
+ * (after {@link useClaimSettings}).
+ *
+ * It never takes a job of a type under a concurrency limit (job_types,
+ * store_type_limits): those are claimed by claimLimitedStatement, under the
+ * type's lock. The list is read by the statement itself (an init plan, once
+ * per claim), so a limit set a moment ago already keeps this path off its type.
+ */
 export function claimStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow> {
   const types = args.types === null ? null : [...args.types]
-  return sql<ClaimedJobRow>`${sql.raw(preparedMarker('backroom_claim_v1'))}
+  return sql<ClaimedJobRow>`${sql.raw(preparedMarker('backroom_claim_v2'))}
     with picked as (
       select id from jobs
       where state = 'pending'
         and (${types}::text[] is null or type = any(${types}::text[]))
+        and type <> all(${LIMITED_TYPES})
       order by priority, vtime, id
       limit ${args.limit}
       for update skip locked
     ),
+    ${claimPicked(args)}
+  `
+}
+
+/**
+ * Every job type under some concurrency limit, as a text[] (an uncorrelated
+ * subquery; the cast makes `= any(...)` take it as one array, not as rows).
+ */
+export const LIMITED_TYPES: RawBuilder<string[]> = sql<string[]>`(
+  select coalesce(array_agg(type), '{}') from (
+    select type from job_types where max_running is not null or max_running_per_store is not null
+    union
+    select type from store_type_limits
+  ) limited
+)::text[]`
+
+/**
+ * The end of every claim statement: leases the rows of its `picked` CTE (a
+ * column `id`, already locked) to the worker, moves the global virtual clock
+ * and returns the claimed rows.
+ */
+export function claimPicked(args: ClaimArgs): RawBuilder<ClaimedJobRow> {
+  return sql<ClaimedJobRow>`
     claimed as (
       update jobs j
       set state        = 'running',

@@ -14,7 +14,9 @@ const declared: { [K in keyof Database]: ReadonlyArray<keyof Database[K]> } = {
     'id', 'type', 'queue', 'store_id', 'user_id', 'priority', 'state', 'attempt', 'max_attempts', 'payload', 'dedupe_key',
     'progress', 'errors', 'result', 'run_at', 'created_at', 'started_at', 'finished_at',
   ],
-  stores: ['store_id', 'weight', 'vclock', 'created_at'],
+  stores: ['store_id', 'weight', 'vclock', 'created_at', 'max_live_jobs'],
+  job_types: ['type', 'declared_cost', 'cost', 'max_running', 'max_running_per_store', 'updated_at'],
+  store_type_limits: ['store_id', 'type', 'max_running'],
   queue_clock: ['id', 'vtime'],
   schema_migrations: ['id', 'name', 'checksum', 'applied_at'],
 }

@@ -57,6 +57,22 @@ export interface StoresTable {
   weight: Generated<number>
   vclock: Generated<number>
   created_at: Generated<Date>
+  max_live_jobs: number | null
+}
+
+export interface JobTypesTable {
+  type: string
+  declared_cost: number | null
+  cost: number | null
+  max_running: number | null
+  max_running_per_store: number | null
+  updated_at: Generated<Date>
+}
+
+export interface StoreTypeLimitsTable {
+  store_id: string
+  type: string
+  max_running: number
 }
 
 export interface QueueClockTable {
@@ -76,6 +92,8 @@ export interface Database {
   jobs: JobsTable
   job_history: JobHistoryTable
   stores: StoresTable
+  job_types: JobTypesTable
+  store_type_limits: StoreTypeLimitsTable
   queue_clock: QueueClockTable
   schema_migrations: SchemaMigrationsTable
 }

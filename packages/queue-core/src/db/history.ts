@@ -1,7 +1,7 @@
 import { sql, type RawBuilder } from 'kysely'
 import type { Executor } from './database.ts'
 import type { JobRow } from './rows.ts'
-import { fenceArrays } from './claim.ts'
+import { fenceArrays, LIMITED_TYPES } from './claim.ts'
 import { MAX_KEPT_ERRORS, NOTIFY_CHANNEL } from '../config.ts'
 import type { Fence, FinalState, JobError } from '../types.ts'
 
@@ -47,12 +47,13 @@ export async function finishMany(db: Executor, items: ReadonlyArray<FinishItem>)
       using f
       where j.id = f.id and j.attempt = f.attempt and j.lease_token = f.token and j.state = 'running'
       returning j.*, f.state as final_state, f.result as final_result, f.error as final_error
-    )
+    ),
+    ${freedPlaces('done')}
     insert into job_history (${HISTORY_COLUMNS})
     select id, type, queue, store_id, user_id, priority, final_state, attempt, max_attempts, payload, dedupe_key,
            progress, ${appendError(sql.ref('errors'), sql.ref('final_error'))}, final_result, run_at, created_at, started_at, now()
     from done
-    returning id
+    returning id, (select count(*) from freed) as freed
   `.execute(db)
   return result.rows.map((r) => String(r.id))
 }
@@ -73,12 +74,28 @@ export async function retryLater(db: Executor, args: { fence: Fence; runAt: Date
           lease_token  = null,
           errors       = ${appendError(sql.ref('errors'), sql`${JSON.stringify(args.error)}::jsonb`)}
       where id = ${fence.id} and attempt = ${fence.attempt} and lease_token = ${fence.leaseToken}::uuid and state = 'running'
-      returning id, state
+      returning id, state, type
     ),
+    ${freedPlaces('moved')},
     ${notifyChanges()}
-    select id, (select count(*) from notified) as notified from moved
+    select id, (select count(*) from notified) as notified, (select count(*) from freed) as freed from moved
   `.execute(db)
   return result.rows.length === 1
+}
+
+/**
+ * The `freed` CTE for a statement whose CTE `from` (with a `type` column)
+ * holds jobs that just stopped running: one wake-up for every worker when
+ * any of them is of a type under a concurrency limit. A worker whose claim
+ * was cut short by a limit waits for exactly this: a place freed, perhaps by
+ * another process. Unlimited types send nothing (their freed slots are local).
+ * Reference `freed` from the main query, or PostgreSQL skips the CTE.
+ */
+export function freedPlaces(from: string): RawBuilder<unknown> {
+  return sql`freed as (
+      select pg_notify(${NOTIFY_CHANNEL}, '')
+      where exists (select 1 from ${sql.table(from)} x where x.type = any(${LIMITED_TYPES}))
+    )`
 }
 
 /**

@@ -17,7 +17,8 @@ export interface NewJobRow {
   readonly payload: string
   readonly dedupeKey: string | null
   readonly queue: string
-  readonly cost: number
+  /** Null: the job type's cost (see insertMany). */
+  readonly cost: number | null
 }
 
 /**
@@ -35,6 +36,16 @@ export interface InsertedRow {
   readonly created_at_ms: number
 }
 
+/** A store whose live-job cap the batch would pass: nothing of the batch was written. */
+export interface RefusedStore {
+  readonly storeId: string
+  readonly cap: number
+  /** Live jobs the store held (counted up to cap + 1). */
+  readonly live: number
+  /** Jobs of the batch for this store. */
+  readonly incoming: number
+}
+
 /**
  * Inserts jobs in one statement, charging each store's fair-share clock for
  * the batch and notifying listeners once per kind of work (not per job).
@@ -43,31 +54,56 @@ export interface InsertedRow {
  * store-id order (no deadlock between batches), so concurrent enqueues for one
  * store are charged in turn and none is lost. A job's vtime is its store's
  * start tag: max(store clock, global clock) plus the cost of the store's
- * earlier jobs in the batch, divided by the store's weight.
+ * earlier jobs in the batch, divided by the store's weight. A job's cost is
+ * the one given at enqueue, else its type's (job_types: the operator's
+ * override, else the handler's declared cost), else 1.
  *
  * Rows whose (store, dedupe key) already has a live job are skipped (ON
  * CONFLICT DO NOTHING); the answer holds only inserted rows, in input order.
  * The store is charged for the whole batch before the conflicts are known,
  * so a deduped enqueue still advances its own store's clock by its cost: it
  * only ever delays that store, never another one.
+ *
+ * Stores with a live-job cap (stores.max_live_jobs) are counted first; if
+ * the batch would take any of them past its cap, nothing is written and the
+ * answer lists those stores instead. The count is a snapshot: two enqueues
+ * racing for the last free places of one store can both pass (the cap is a
+ * guard against runaway producers, not a lock).
  */
-export async function insertMany(db: Executor, rows: ReadonlyArray<NewJobRow>): Promise<InsertedRow[]> {
-  if (rows.length === 0) return []
+export async function insertMany(
+  db: Executor,
+  rows: ReadonlyArray<NewJobRow>,
+): Promise<{ inserted: InsertedRow[]; refused: RefusedStore[] }> {
+  if (rows.length === 0) return { inserted: [], refused: [] }
   const col = <K extends keyof NewJobRow>(k: K) => rows.map((r) => r[k])
-  const result = await sql<InsertedRow>`${sql.raw(preparedMarker('backroom_insert_v1'))}
+  const result = await sql<InsertedRow & { refused_cap: number | null; refused_live: number | null; refused_incoming: number | null }>`${sql.raw(preparedMarker('backroom_insert_v2'))}
     with input as (
-      select * from unnest(
+      select t.type, t.store_id, t.user_id, t.priority, t.run_at, t.max_attempts, t.payload, t.dedupe_key, t.queue, t.ord,
+             coalesce(t.cost, jt.cost, jt.declared_cost, 1)::float8 as cost
+      from unnest(
         ${col('type')}::text[], ${col('storeId')}::text[], ${col('userId')}::text[], ${col('priority')}::smallint[],
         ${col('runAt')}::timestamptz[], ${col('maxAttempts')}::int[], ${col('payload')}::jsonb[],
         ${col('dedupeKey')}::text[], ${col('queue')}::text[], ${col('cost')}::float8[]
       ) with ordinality as t(type, store_id, user_id, priority, run_at, max_attempts, payload, dedupe_key, queue, cost, ord)
+      left join job_types jt on jt.type = t.type
     ),
     totals as (
-      select store_id, sum(cost) as total from input group by store_id
+      select store_id, sum(cost) as total, count(*)::int as n from input group by store_id
     ),
+    -- Two counts, each on the partial index that serves it (no index covers all states).
+    refused as (
+      select s.store_id, s.max_live_jobs as cap, t.n as incoming,
+             (select count(*) from (select 1 from jobs j where j.store_id = s.store_id and j.state <> 'running' limit s.max_live_jobs + 1) w)::int
+             + (select count(*) from jobs j where j.store_id = s.store_id and j.state = 'running')::int as live
+      from stores s join totals t on t.store_id = s.store_id
+      where s.max_live_jobs is not null
+    ),
+    over as (select * from refused where live + incoming > cap),
     charged as (
       insert into stores as s (store_id, vclock)
-      select t.store_id, (select vtime from queue_clock) + t.total from totals t order by t.store_id
+      select t.store_id, (select vtime from queue_clock) + t.total from totals t
+      where not exists (select 1 from over)
+      order by t.store_id
       on conflict (store_id) do update
         set vclock = greatest(s.vclock, (select vtime from queue_clock))
                      + (select t.total from totals t where t.store_id = excluded.store_id) / s.weight
@@ -90,10 +126,30 @@ export async function insertMany(db: Executor, rows: ReadonlyArray<NewJobRow>): 
     ${notifyChanges()}
     select id, store_id, dedupe_key, state,
            (extract(epoch from run_at) * 1000)::float8 as run_at_ms, (extract(epoch from created_at) * 1000)::float8 as created_at_ms,
+           null::int as refused_cap, null::int as refused_live, null::int as refused_incoming,
            (select count(*) from notified) as notified
-    from ins order by id
+    from ins
+    union all
+    select null, store_id, null, 'refused', null, null, cap, live, incoming, 0 from over
+    order by id
   `.execute(db)
-  return result.rows
+  const inserted: InsertedRow[] = []
+  const refused: RefusedStore[] = []
+  for (const r of result.rows) {
+    if (r.refused_cap !== null) {
+      refused.push({ storeId: r.store_id, cap: r.refused_cap, live: r.refused_live ?? 0, incoming: r.refused_incoming ?? 0 })
+    } else inserted.push(r)
+  }
+  return { inserted, refused }
+}
+
+/** Jobs of one store that finished in the last `windowMs` (job_history_store_idx). */
+export async function recentlyFinished(db: Executor, args: { storeId: string; windowMs: number }): Promise<number> {
+  const result = await sql<{ n: number }>`
+    select count(*)::int as n from job_history
+    where store_id = ${args.storeId} and finished_at > now() - ${args.windowMs} * interval '1 millisecond'
+  `.execute(db)
+  return result.rows[0]?.n ?? 0
 }
 
 /** Live jobs holding these (store, dedupe key) pairs. */

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino'
 import { claimBatchOnSession } from '../db/claim.ts'
+import { claimLimitedOnSession, limitedTypes } from '../db/claim-limited.ts'
+import { LIMITS_REFRESH_MS } from '../config.ts'
 import type { Executor } from '../db/database.ts'
 import type { ClaimedJobRow } from '../db/rows.ts'
 
@@ -61,6 +63,22 @@ export function createProducer(args: {
       }
     })
 
+  // Which of our types are under concurrency limits, re-read every few
+  // seconds. A stale answer is safe: the fast claim skips limited types by
+  // itself, so a new limit only delays those jobs until the next read.
+  let limited: string[] = []
+  let limitsReadAt = Number.NEGATIVE_INFINITY
+  const claim = async (free: number) => {
+    if (performance.now() - limitsReadAt > LIMITS_REFRESH_MS) {
+      limited = await limitedTypes(args.session, args.types)
+      limitsReadAt = performance.now()
+    }
+    const claimArgs = { workerId: args.workerId, limit: free, leaseMs: args.leaseMs, types: args.types }
+    return limited.length > 0
+      ? claimLimitedOnSession(args.session, { ...claimArgs, limited })
+      : claimBatchOnSession(args.session, claimArgs)
+  }
+
   const loop = async () => {
     let failures = 0
     while (!stopped) {
@@ -68,7 +86,7 @@ export function createProducer(args: {
       if ((wanted || maybeMore) && free > 0 && !args.saturated()) {
         wanted = false
         try {
-          const rows = await claimBatchOnSession(args.session, { workerId: args.workerId, limit: free, leaseMs: args.leaseMs, types: args.types })
+          const rows = await claim(free)
           failures = 0
           maybeMore = rows.length === free
           if (rows.length > 0) log.debug({ claimed: rows.length }, 'claimed jobs')

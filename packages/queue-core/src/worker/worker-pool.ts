@@ -5,6 +5,7 @@ import { extendLeases } from '../db/claim.ts'
 import { connectClaimSession } from '../db/connect.ts'
 import { toClaimedJob, type ClaimedJobRow } from '../db/rows.ts'
 import { giveBack } from '../db/history.ts'
+import { declareCosts } from '../db/settings.ts'
 import {
   DEFAULT_COMPLETER_BATCH,
   DEFAULT_COMPLETER_DELAY_MS,
@@ -238,6 +239,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     async start() {
       if (state !== 'new') throw new Error('worker pool already started')
       state = 'running'
+      await declareCosts(db, [...handlers.values()].flatMap((h) => (h.cost === undefined ? [] : [{ type: h.type, cost: h.cost }])))
       await listener?.start()
       await leader?.start()
       heartbeat = setInterval(() => void beat(), Math.max(200, Math.floor(tuning.leaseMs / 3)))
