@@ -39,13 +39,14 @@ import { drainSuite } from './suites/drain.ts'
 import { enqueueSuite } from './suites/enqueue.ts'
 import { idleSuite } from './suites/idle.ts'
 import { latencySuite } from './suites/latency.ts'
+import { limitsSuite } from './suites/limits.ts'
 import { noisySuite } from './suites/noisy.ts'
 import { pgbenchSuite } from './suites/pgbench.ts'
 import { scaleSuite } from './suites/scale.ts'
 import { DEFAULT_SYSTEMS, SYSTEMS } from './systems/registry.ts'
 
 /** Every suite, in the order a full run takes them. */
-const WORKLOADS: ReadonlyArray<Suite> = [enqueueSuite, drainSuite, latencySuite, idleSuite, scaleSuite, noisySuite, churnSuite, pgbenchSuite]
+const WORKLOADS: ReadonlyArray<Suite> = [enqueueSuite, drainSuite, latencySuite, idleSuite, scaleSuite, noisySuite, limitsSuite, churnSuite, pgbenchSuite]
 
 // ---------------------------------------------------------------------------
 // Flags

@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url'
-import { createWorkerPool, connect, defineHandler, enqueue, enqueueMany, explainClaim, migrate, type Db } from '@backroom/queue-core'
+import { configureJobType, createWorkerPool, connect, defineHandler, enqueue, enqueueMany, explainClaim, migrate, type Db } from '@backroom/queue-core'
 import { Type } from 'typebox'
 import type { BenchJob, BenchSystem, BenchWorkers } from './system.ts'
 import { spawnWorkerChildren } from './peer-children.ts'
@@ -31,7 +31,13 @@ export interface BackroomBenchOptions {
    * enqueue order. The real store stays in the payload (`payload.store`).
    */
   readonly fifo?: boolean
-  /** Name in result tables (default `backroom`, or `backroom-fifo`). */
+  /**
+   * Concurrency limits on bench.noop (default `none`). `loose` sets a platform
+   * and a per-store limit far above what the workers can hold at once, so they
+   * never bind but every claim takes the limited path (limits suite).
+   */
+  readonly limits?: 'none' | 'loose'
+  /** Name in result tables (default `backroom`, or `backroom-fifo`, or `backroom-limits`). */
   readonly name?: string
 }
 
@@ -47,11 +53,17 @@ export function backroom(options: BackroomBenchOptions = {}): BenchSystem {
     return db
   }
   return {
-    name: options.name ?? (options.fifo ? 'backroom-fifo' : 'backroom'),
+    name: options.name ?? (options.fifo ? 'backroom-fifo' : options.limits === 'loose' ? 'backroom-limits' : 'backroom'),
     async setup(u) {
       url = u
       await migrate({ connectionString: u })
       db = connect({ connectionString: u, max: 8 })
+      // Before any worker starts, so its first read of the limits sees them. 100,000
+      // per store and 1,000,000 in all: a 100,000-job drain never reaches either,
+      // even with every job claimed at once.
+      if (options.limits === 'loose') {
+        await configureJobType(db.kysely, 'bench.noop', { maxRunningPerStore: 100_000, maxRunning: 1_000_000 })
+      }
     },
     async enqueueBulk(jobs) {
       for (let i = 0; i < jobs.length; i += 5_000) {

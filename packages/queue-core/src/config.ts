@@ -66,3 +66,13 @@ export function validateWorkerTuning(t: WorkerTuning): WorkerTuning {
 
 /** How often a worker re-reads which of its job types are under concurrency limits. */
 export const LIMITS_REFRESH_MS = 5_000
+
+/**
+ * Priority aging (maintenance/ager.ts): a waiting job moves up one priority
+ * level for every this many units of virtual time that newer work is served
+ * ahead of it (one unit: one job of cost 1 from a store of weight 1).
+ */
+export const DEFAULT_AGING_STEP = 100
+
+/** How often the leader ages waiting jobs. */
+export const DEFAULT_AGING_INTERVAL_MS = 5_000

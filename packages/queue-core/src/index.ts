@@ -20,6 +20,8 @@ export {
   DEFAULT_SHUTDOWN_GRACE_MS,
   DEFAULT_TIMEOUT_MS,
   NOTIFY_CHANNEL,
+  DEFAULT_AGING_STEP,
+  DEFAULT_AGING_INTERVAL_MS,
 } from './config.ts'
 export { connect, fromPgClient, type ConnectOptions, type Db } from './db/connect.ts'
 export type { Database, Executor } from './db/database.ts'
@@ -27,6 +29,7 @@ export { enqueue, enqueueMany, priorityValue, type EnqueueTarget } from './enque
 export { getJob, cancelJob, type Scope } from './admin.ts'
 export { setStoreWeight, setStoreLiveJobCap, configureJobType, setStoreTypeLimit } from './settings.ts'
 export type { JobTypeColumns } from './db/settings.ts'
+export { fairnessStats, type FairnessStatsOptions, type StoreFairness } from './stats.ts'
 export { explainClaim } from './db/claim.ts'
 export { nextRunAt } from './retry.ts'
 export { defineHandler, createRegistry, type Handler, type HandlerContext, type HandlerDefinition, type HandlerRegistry } from './handler.ts'
@@ -35,6 +38,7 @@ export { createWorkerPool, type WorkerPool, type WorkerPoolOptions } from './wor
 export type { RunOutcome } from './worker/executor.ts'
 export { createRescuer } from './maintenance/rescuer.ts'
 export { createPromoter } from './maintenance/promoter.ts'
+export { createAger } from './maintenance/ager.ts'
 export { createRetention } from './maintenance/retention.ts'
 export { createVacuumer } from './maintenance/vacuumer.ts'
 export type { MaintenanceService } from './maintenance/service.ts'

@@ -92,17 +92,17 @@ export function claimLimitedStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow
     full_types as (select l.type from lim l join type_running t on t.type = l.type where t.n >= l.max_running),
     full_keys as (select store_id, type from store_caps where cap is not null and n >= cap),
     candidates as (
-      select j.id, j.store_id, j.type, j.priority, j.vtime from jobs j
+      select j.id, j.store_id, j.type, j.claim_priority, j.vtime from jobs j
       where j.state = 'pending'
         and (${types}::text[] is null or j.type = any(${types}::text[]))
         and j.type <> all(array(select type from full_types))
         and (j.store_id, j.type) not in (select store_id, type from full_keys)
-      order by j.priority, j.vtime, j.id
+      order by j.claim_priority, j.vtime, j.id
       limit ${candidates}
       for update skip locked
     ),
     numbered_in_store as (
-      select c.*, row_number() over (partition by c.store_id, c.type order by c.priority, c.vtime, c.id) as k
+      select c.*, row_number() over (partition by c.store_id, c.type order by c.claim_priority, c.vtime, c.id) as k
       from candidates c
     ),
     within_store as (
@@ -114,7 +114,7 @@ export function claimLimitedStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow
          or coalesce(sc.n, 0) + n.k <= coalesce(s.max_running, l.max_running_per_store)
     ),
     numbered_in_type as (
-      select w.id, w.type, w.priority, w.vtime, row_number() over (partition by w.type order by w.priority, w.vtime, w.id) as k
+      select w.id, w.type, w.claim_priority, w.vtime, row_number() over (partition by w.type order by w.claim_priority, w.vtime, w.id) as k
       from within_store w
     ),
     picked as (
@@ -122,7 +122,7 @@ export function claimLimitedStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow
       left join lim l on l.type = t.type
       left join type_running tr on tr.type = t.type
       where l.max_running is null or coalesce(tr.n, 0) + t.k <= l.max_running
-      order by t.priority, t.vtime, t.id
+      order by t.claim_priority, t.vtime, t.id
       limit ${args.limit}
     ),
     ${claimPicked(args)}

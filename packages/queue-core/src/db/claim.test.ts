@@ -81,9 +81,9 @@ describe('claimBatch', () => {
       select g, 'test.done', 'default', 's' || (g % 1000), 5, 'completed', 1, '{}', '[]', now(), now(), now() - (g % 30) * interval '1 day'
       from generate_series(1, 1000000) g`)
     await t.db.pool.query(`
-      insert into jobs (type, store_id, priority, state, vtime, payload)
-      select 'test.c', 's' || (g % 1000), (array[1,2,5,10])[1 + g % 4], 'pending', g / 1000.0, '{}'
-      from generate_series(1, 100000) g`)
+      insert into jobs (type, store_id, priority, claim_priority, state, vtime, payload)
+      select 'test.c', 's' || (g % 1000), p, p, 'pending', g / 1000.0, '{}'
+      from (select g, (array[1,2,5,10])[1 + g % 4] as p from generate_series(1, 100000) g) s`)
     // Planned both before the first ANALYZE (no statistics: the case that
     // once produced a sort) and after it.
     for (const analyzed of [false, true]) {

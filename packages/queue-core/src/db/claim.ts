@@ -18,7 +18,7 @@ export interface ClaimArgs {
 /**
  * Claims up to `limit` pending jobs in fair order and leases them to `workerId`.
  *
- * Index: jobs_claim_idx (priority, vtime, id) WHERE state = 'pending'. The
+ * Index: jobs_claim_idx (claim_priority, vtime, id) WHERE state = 'pending'. The
  * ORDER BY is exactly the index order, so the plan is Index Scan → Limit →
  * LockRows with no Sort (asserted by claim.test.ts). SKIP LOCKED lets
  * concurrent claimers take disjoint rows without waiting on each other.
@@ -101,13 +101,13 @@ export async function claimBatchOnSession(session: Executor, args: ClaimArgs): P
  */
 export function claimStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow> {
   const types = args.types === null ? null : [...args.types]
-  return sql<ClaimedJobRow>`${sql.raw(preparedMarker('backroom_claim_v2'))}
+  return sql<ClaimedJobRow>`${sql.raw(preparedMarker('backroom_claim_v3'))}
     with picked as (
       select id from jobs
       where state = 'pending'
         and (${types}::text[] is null or type = any(${types}::text[]))
         and type <> all(${LIMITED_TYPES})
-      order by priority, vtime, id
+      order by claim_priority, vtime, id
       limit ${args.limit}
       for update skip locked
     ),

@@ -7,7 +7,7 @@ const t = useTestDatabase()
 /** Columns the Kysely interface declares, per table: kept in step with the migrations by this test. */
 const declared: { [K in keyof Database]: ReadonlyArray<keyof Database[K]> } = {
   jobs: [
-    'id', 'type', 'queue', 'store_id', 'user_id', 'priority', 'state', 'vtime', 'cost', 'run_at', 'attempt', 'max_attempts',
+    'id', 'type', 'queue', 'store_id', 'user_id', 'priority', 'claim_priority', 'state', 'vtime', 'cost', 'run_at', 'attempt', 'max_attempts',
     'payload', 'dedupe_key', 'locked_by', 'locked_until', 'lease_token', 'cancel_requested', 'progress', 'errors', 'created_at', 'started_at',
   ],
   job_history: [

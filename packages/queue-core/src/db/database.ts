@@ -12,6 +12,7 @@ export interface JobsTable {
   store_id: string
   user_id: string | null
   priority: Generated<number>
+  claim_priority: Generated<number>
   state: 'pending' | 'scheduled' | 'running'
   vtime: Generated<number>
   cost: Generated<number>

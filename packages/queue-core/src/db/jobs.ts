@@ -76,7 +76,7 @@ export async function insertMany(
 ): Promise<{ inserted: InsertedRow[]; refused: RefusedStore[] }> {
   if (rows.length === 0) return { inserted: [], refused: [] }
   const col = <K extends keyof NewJobRow>(k: K) => rows.map((r) => r[k])
-  const result = await sql<InsertedRow & { refused_cap: number | null; refused_live: number | null; refused_incoming: number | null }>`${sql.raw(preparedMarker('backroom_insert_v2'))}
+  const result = await sql<InsertedRow & { refused_cap: number | null; refused_live: number | null; refused_incoming: number | null }>`${sql.raw(preparedMarker('backroom_insert_v3'))}
     with input as (
       select t.type, t.store_id, t.user_id, t.priority, t.run_at, t.max_attempts, t.payload, t.dedupe_key, t.queue, t.ord,
              coalesce(t.cost, jt.cost, jt.declared_cost, 1)::float8 as cost
@@ -110,8 +110,8 @@ export async function insertMany(
       returning s.store_id, s.vclock, s.weight
     ),
     ins as (
-      insert into jobs (type, store_id, user_id, priority, state, vtime, cost, run_at, max_attempts, payload, dedupe_key, queue)
-      select i.type, i.store_id, i.user_id, i.priority,
+      insert into jobs (type, store_id, user_id, priority, claim_priority, state, vtime, cost, run_at, max_attempts, payload, dedupe_key, queue)
+      select i.type, i.store_id, i.user_id, i.priority, i.priority,
              case when i.run_at > now() then 'scheduled' else 'pending' end,
              c.vclock - (t.total - i.before) / c.weight,
              i.cost, coalesce(i.run_at, now()), i.max_attempts, i.payload, i.dedupe_key, i.queue

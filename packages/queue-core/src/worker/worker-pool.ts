@@ -27,6 +27,7 @@ import { createListener, type Listener } from './listener.ts'
 import { createProducer } from './producer.ts'
 import { createLeader, type Leader } from '../maintenance/leader.ts'
 import { createPromoter } from '../maintenance/promoter.ts'
+import { createAger } from '../maintenance/ager.ts'
 import { createRescuer } from '../maintenance/rescuer.ts'
 import { createRetention } from '../maintenance/retention.ts'
 import { createVacuumer } from '../maintenance/vacuumer.ts'
@@ -46,7 +47,15 @@ export interface WorkerPoolOptions extends Partial<WorkerTuning> {
   /** Take part in leader election and run maintenance when elected (default true). */
   readonly maintenance?: boolean
   /** Override maintenance intervals (tests). */
-  readonly maintenanceIntervals?: { readonly rescueMs?: number; readonly promoteMs?: number; readonly electionMs?: number }
+  readonly maintenanceIntervals?: {
+    readonly rescueMs?: number
+    readonly promoteMs?: number
+    readonly electionMs?: number
+    /** Between aging passes while jobs wait below urgent (see maintenance/ager.ts). */
+    readonly agingMs?: number
+  }
+  /** Virtual time per priority level of aging (default DEFAULT_AGING_STEP; see maintenance/ager.ts for the bound). */
+  readonly agingStep?: number
   readonly log?: Logger
   readonly workerId?: string
   readonly now?: () => Date
@@ -202,6 +211,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       intervalMs: options.maintenanceIntervals?.rescueMs,
     }),
     promoter,
+    createAger({ db, step: options.agingStep, intervalMs: options.maintenanceIntervals?.agingMs }),
     createRetention({ db }),
     createVacuumer({ db }),
   ]
