@@ -12,8 +12,8 @@ const LIMIT_LOCK_NAMESPACE = 0x62726c74
  * a claim full when the head of the queue belongs to a store at its limit;
  * the store then counts as full and the next claim passes over it in the scan.
  */
-const CANDIDATES_PER_SLOT = 4
-const EXTRA_CANDIDATES = 16
+const CANDIDATES_PER_SLOT = 1
+const EXTRA_CANDIDATES = 32
 
 /**
  * Job types under a concurrency limit, among `types` (null: any): a per-type
@@ -62,12 +62,20 @@ export async function claimLimitedOnSession(
 }
 
 /**
- * The limited claim, unexecuted (for EXPLAIN in tests). Candidates come in
- * claim order from jobs_claim_idx, minus (store, type) pairs and types already
- * at their limit; then each candidate is numbered within its (store, type) and
- * its type, and kept only while running + its number stays within the limits.
- * A store's own limit (store_type_limits) wins over its type's per-store
- * default; the platform limit (job_types.max_running) caps the sum.
+ * The limited claim, unexecuted (for EXPLAIN in tests).
+ *
+ * Candidates come in claim order from jobs_claim_idx, minus (store, type)
+ * pairs and types already at their limit. Then, per (store, type) and per
+ * type, the candidates are counted: where all of them fit in the room left
+ * under the limit (the usual case), they pass as they are; only where they
+ * do not are they numbered in claim order and cut at the room. A store's own
+ * limit (store_type_limits) wins over its type's per-store default; the
+ * platform limit (job_types.max_running) caps the sum.
+ *
+ * Built around `IN` / `NOT IN` subqueries (hashed by the planner) rather
+ * than joins between CTEs: the planner estimates one row for every CTE here
+ * and chose nested loops over candidates × running counts, 17 ms of a 30 ms
+ * claim of 500 with 2,000 jobs running (measured).
  */
 export function claimLimitedStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow> {
   const types = args.types === null ? null : [...args.types]
@@ -99,31 +107,58 @@ export function claimLimitedStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow
         and (j.store_id, j.type) not in (select store_id, type from full_keys)
       order by j.claim_priority, j.vtime, j.id
       limit ${candidates}
-      for update skip locked
     ),
-    numbered_in_store as (
-      select c.*, row_number() over (partition by c.store_id, c.type order by c.claim_priority, c.vtime, c.id) as k
-      from candidates c
+    candidate_keys as (select store_id, type, count(*)::int as c from candidates group by store_id, type),
+    tight_keys as (
+      select k.store_id, k.type, coalesce(s.max_running, l.max_running_per_store) - coalesce(r.n, 0) as room
+      from candidate_keys k
+      left join store_type_limits s on s.store_id = k.store_id and s.type = k.type
+      left join lim l on l.type = k.type
+      left join running r on r.store_id = k.store_id and r.type = k.type
+      where k.c > coalesce(s.max_running, l.max_running_per_store) - coalesce(r.n, 0)
     ),
     within_store as (
-      select n.* from numbered_in_store n
-      left join store_caps sc on sc.store_id = n.store_id and sc.type = n.type
-      left join store_type_limits s on s.store_id = n.store_id and s.type = n.type
-      left join lim l on l.type = n.type
-      where coalesce(s.max_running, l.max_running_per_store) is null
-         or coalesce(sc.n, 0) + n.k <= coalesce(s.max_running, l.max_running_per_store)
+      select c.id, c.type, c.claim_priority, c.vtime from candidates c
+      where (c.store_id, c.type) not in (select store_id, type from tight_keys)
+      union all
+      select n.id, n.type, n.claim_priority, n.vtime
+      from (
+        select c.*, row_number() over (partition by c.store_id, c.type order by c.claim_priority, c.vtime, c.id) as k
+        from candidates c
+        where (c.store_id, c.type) in (select store_id, type from tight_keys)
+      ) n
+      where n.k <= (select t.room from tight_keys t where t.store_id = n.store_id and t.type = n.type)
     ),
-    numbered_in_type as (
-      select w.id, w.type, w.claim_priority, w.vtime, row_number() over (partition by w.type order by w.claim_priority, w.vtime, w.id) as k
-      from within_store w
+    type_counts as (select type, count(*)::int as c from within_store group by type),
+    tight_types as (
+      select k.type, l.max_running - coalesce(t.n, 0) as room
+      from type_counts k
+      join lim l on l.type = k.type
+      left join type_running t on t.type = k.type
+      where k.c > l.max_running - coalesce(t.n, 0)
     ),
+    chosen as (
+      select w.id, w.claim_priority, w.vtime from within_store w
+      where w.type not in (select type from tight_types)
+      union all
+      select n.id, n.claim_priority, n.vtime
+      from (
+        select w.*, row_number() over (partition by w.type order by w.claim_priority, w.vtime, w.id) as k
+        from within_store w
+        where w.type in (select type from tight_types)
+      ) n
+      where n.k <= (select t.room from tight_types t where t.type = n.type)
+    ),
+    first_chosen as (select id from chosen order by claim_priority, vtime, id limit ${args.limit}),
+    -- Only the rows taken are locked (locking every candidate cost a write
+    -- per row). Claimers of these types wait on the type lock, so none holds
+    -- them; a row another session took meanwhile (a cancel, or a plain claim
+    -- of a type whose limit was just removed) is skipped, or re-checked for
+    -- state = 'pending' once its lock is free.
     picked as (
-      select t.id from numbered_in_type t
-      left join lim l on l.type = t.type
-      left join type_running tr on tr.type = t.type
-      where l.max_running is null or coalesce(tr.n, 0) + t.k <= l.max_running
-      order by t.claim_priority, t.vtime, t.id
-      limit ${args.limit}
+      select j.id from jobs j
+      where j.id in (select id from first_chosen) and j.state = 'pending'
+      for update of j skip locked
     ),
     ${claimPicked(args)}
   `
