@@ -1,6 +1,7 @@
 import type { Executor } from './db/database.ts'
 import * as history from './db/history.ts'
 import * as jobs from './db/jobs.ts'
+import * as storeOps from './db/store-ops.ts'
 import { toJob } from './db/rows.ts'
 import { InvalidStateError, JobNotFoundError } from './errors.ts'
 import type { Job } from './types.ts'
@@ -39,4 +40,18 @@ export async function cancelJob(db: Executor, id: string, scope: Scope = PLATFOR
   const job = await getJob(db, id, scope)
   if (job.state === 'cancelled') return job
   throw new InvalidStateError(id, job.state, 'cancel')
+}
+
+/**
+ * Puts a failed or cancelled job back in the queue: same id, attempts
+ * afresh, its errors kept. {@link InvalidStateError} for any other state
+ * (or when a live job now holds its dedupe key); {@link JobNotFoundError}
+ * when it does not exist or `scope` may not see it.
+ */
+export async function retryJob(db: Executor, id: string, scope: Scope = PLATFORM): Promise<Job> {
+  if (!/^\d{1,19}$/.test(id)) throw new JobNotFoundError(id)
+  const moved = await storeOps.retryFinished(db, { ids: [id], storeId: scope.storeId, type: null, state: null, limit: 1 })
+  const job = await getJob(db, id, scope)
+  if (moved.length === 0) throw new InvalidStateError(id, job.state, 'retry')
+  return job
 }

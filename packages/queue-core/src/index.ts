@@ -26,7 +26,18 @@ export {
 export { connect, fromPgClient, type ConnectOptions, type Db } from './db/connect.ts'
 export type { Database, Executor } from './db/database.ts'
 export { enqueue, enqueueMany, priorityValue, type EnqueueTarget } from './enqueue.ts'
-export { getJob, cancelJob, type Scope } from './admin.ts'
+export { getJob, cancelJob, retryJob, type Scope } from './admin.ts'
+export {
+  pauseStore,
+  resumeStore,
+  cancelStoreJobs,
+  retryStoreJobs,
+  DEFAULT_BULK_LIMIT,
+  MAX_BULK_LIMIT,
+  type StoreOpOptions,
+  type StoreOpResult,
+  type CancellableState,
+} from './store-ops.ts'
 export { setStoreWeight, setStoreLiveJobCap, configureJobType, setStoreTypeLimit } from './settings.ts'
 export type { JobTypeColumns } from './db/settings.ts'
 export { fairnessStats, type FairnessStatsOptions, type StoreFairness } from './stats.ts'

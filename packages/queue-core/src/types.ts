@@ -20,7 +20,7 @@
  */
 
 /** States of live jobs (table `jobs`). */
-export const LIVE_STATES = ['pending', 'scheduled', 'running'] as const
+export const LIVE_STATES = ['pending', 'scheduled', 'running', 'paused'] as const
 /** States of finished jobs (table `job_history`). */
 export const FINAL_STATES = ['completed', 'failed', 'cancelled'] as const
 /** Every state a job can be in. */

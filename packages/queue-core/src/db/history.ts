@@ -2,6 +2,7 @@ import { sql, type RawBuilder } from 'kysely'
 import type { Executor } from './database.ts'
 import type { JobRow } from './rows.ts'
 import { fenceArrays, LIMITED_TYPES } from './claim.ts'
+import { runnableState } from './pauses.ts'
 import { MAX_KEPT_ERRORS, NOTIFY_CHANNEL } from '../config.ts'
 import type { Fence, FinalState, JobError } from '../types.ts'
 
@@ -67,7 +68,7 @@ export async function retryLater(db: Executor, args: { fence: Fence; runAt: Date
   const result = await sql<{ id: string }>`
     with moved as (
       update jobs
-      set state        = case when ${args.runAt}::timestamptz <= now() then 'pending' else 'scheduled' end,
+      set state        = case when ${args.runAt}::timestamptz <= now() then ${runnableState(sql.ref('store_id'), sql.ref('type'))} else 'scheduled' end,
           run_at       = ${args.runAt},
           locked_by    = null,
           locked_until = null,
@@ -122,7 +123,7 @@ export async function giveBack(db: Executor, args: { fences: ReadonlyArray<Fence
   const result = await sql<{ id: string }>`
     with moved as (
       update jobs j
-      set state        = case when coalesce(${args.runAt}::timestamptz, now()) <= now() then 'pending' else 'scheduled' end,
+      set state        = case when coalesce(${args.runAt}::timestamptz, now()) <= now() then ${runnableState(sql.ref('j.store_id'), sql.ref('j.type'))} else 'scheduled' end,
           run_at       = coalesce(${args.runAt}::timestamptz, now()),
           attempt      = j.attempt - 1,
           locked_by    = null,
@@ -146,7 +147,7 @@ export async function cancelWaiting(db: Executor, args: { id: string; storeId: s
   const result = await sql<JobRow>`
     with gone as (
       delete from jobs
-      where id = ${args.id} and state in ('pending', 'scheduled')
+      where id = ${args.id} and state in ('pending', 'scheduled', 'paused')
         and (${args.storeId}::text is null or store_id = ${args.storeId}::text)
       returning *
     )

@@ -3,6 +3,7 @@ import type { Executor } from './database.ts'
 import type { JobRow } from './rows.ts'
 import { notifyChanges } from './history.ts'
 import { preparedMarker } from './prepared.ts'
+import { runnableState } from './pauses.ts'
 
 /** One row to insert, already validated and normalised by enqueue. */
 export interface NewJobRow {
@@ -31,7 +32,7 @@ export interface InsertedRow {
   readonly id: string
   readonly store_id: string
   readonly dedupe_key: string | null
-  readonly state: 'pending' | 'scheduled'
+  readonly state: 'pending' | 'scheduled' | 'paused'
   readonly run_at_ms: number
   readonly created_at_ms: number
 }
@@ -76,7 +77,7 @@ export async function insertMany(
 ): Promise<{ inserted: InsertedRow[]; refused: RefusedStore[] }> {
   if (rows.length === 0) return { inserted: [], refused: [] }
   const col = <K extends keyof NewJobRow>(k: K) => rows.map((r) => r[k])
-  const result = await sql<InsertedRow & { refused_cap: number | null; refused_live: number | null; refused_incoming: number | null }>`${sql.raw(preparedMarker('backroom_insert_v3'))}
+  const result = await sql<InsertedRow & { refused_cap: number | null; refused_live: number | null; refused_incoming: number | null }>`${sql.raw(preparedMarker('backroom_insert_v4'))}
     with input as (
       select t.type, t.store_id, t.user_id, t.priority, t.run_at, t.max_attempts, t.payload, t.dedupe_key, t.queue, t.ord,
              coalesce(t.cost, jt.cost, jt.declared_cost, 1)::float8 as cost
@@ -112,7 +113,7 @@ export async function insertMany(
     ins as (
       insert into jobs (type, store_id, user_id, priority, claim_priority, state, vtime, cost, run_at, max_attempts, payload, dedupe_key, queue)
       select i.type, i.store_id, i.user_id, i.priority, i.priority,
-             case when i.run_at > now() then 'scheduled' else 'pending' end,
+             case when i.run_at > now() then 'scheduled' else ${runnableState(sql.ref('i.store_id'), sql.ref('i.type'))} end,
              c.vclock - (t.total - i.before) / c.weight,
              i.cost, coalesce(i.run_at, now()), i.max_attempts, i.payload, i.dedupe_key, i.queue
       from (select input.*, sum(cost) over (partition by store_id order by ord) - cost as before from input) i

@@ -1,6 +1,7 @@
 import { sql } from 'kysely'
 import type { Executor } from './database.ts'
 import { appendError, HISTORY_COLUMNS } from './history.ts'
+import { runnableState } from './pauses.ts'
 import { DEFAULT_MAX_ATTEMPTS, NOTIFY_CHANNEL } from '../config.ts'
 
 /**
@@ -17,7 +18,7 @@ export async function promoteDue(db: Executor, args: { limit: number }): Promise
       for update skip locked
     ),
     moved as (
-      update jobs j set state = 'pending' from due where j.id = due.id returning j.id
+      update jobs j set state = ${runnableState(sql.ref('j.store_id'), sql.ref('j.type'))} from due where j.id = due.id returning j.id
     ),
     notified as (
       select pg_notify(${NOTIFY_CHANNEL}, '') where exists (select 1 from moved)
@@ -73,7 +74,7 @@ export async function rescueExpired(
     ),
     retried as (
       update jobs j
-      set state = 'pending', locked_by = null, locked_until = null, lease_token = null,
+      set state = ${runnableState(sql.ref('j.store_id'), sql.ref('j.type'))}, locked_by = null, locked_until = null, lease_token = null,
           errors = ${appendError(sql.ref('j.errors'), sql.ref('e.error'))}
       from expired e
       where j.id = e.id and e.attempt < e.allowed and not e.cancel_requested
