@@ -169,6 +169,9 @@ function normalise<P>(spec: EnqueueSpec<P>, index: number, now: number): jobs.Ne
     fail('dedupeKey', `must be a string of 1 to ${MAX_DEDUPE_KEY_LENGTH} characters`)
   }
   if (spec.cost !== undefined && (!Number.isFinite(spec.cost) || spec.cost <= 0 || spec.cost > 1e6)) fail('cost', 'must be a number > 0')
+  if (spec.rateKey !== undefined && (typeof spec.rateKey !== 'string' || spec.rateKey.length === 0 || spec.rateKey.length > 255)) {
+    fail('rateKey', 'must be a string of 1 to 255 characters')
+  }
   if (spec.queue !== undefined && (typeof spec.queue !== 'string' || spec.queue.length === 0 || spec.queue.length > MAX_TYPE_LENGTH)) {
     fail('queue', 'must be a non-empty string')
   }
@@ -192,6 +195,7 @@ function normalise<P>(spec: EnqueueSpec<P>, index: number, now: number): jobs.Ne
     dedupeKey: spec.dedupeKey ?? null,
     queue: spec.queue ?? 'default',
     cost: spec.cost ?? null,
+    rateKey: spec.rateKey ?? null,
   }
 }
 

@@ -3,6 +3,7 @@ import type { Static, TSchema } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { ClaimedJob } from './types.ts'
 import { ValidationError } from './errors.ts'
+import type { HandlerRateLimits } from './rate-limits.ts'
 
 /** What a handler gets besides its payload. */
 export interface HandlerContext<P = unknown> {
@@ -16,6 +17,8 @@ export interface HandlerContext<P = unknown> {
   progress(value: unknown): Promise<void>
   /** Extends the lease now (long steps between natural heartbeats). */
   heartbeat(): Promise<void>
+  /** Rate limits shared by every worker: take tokens before a call, back off on 429. */
+  readonly rateLimits: HandlerRateLimits
 }
 
 /** A job type's definition: its payload schema, limits and code. */

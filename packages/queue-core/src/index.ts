@@ -40,6 +40,15 @@ export {
 } from './store-ops.ts'
 export { setStoreWeight, setStoreLiveJobCap, configureJobType, setStoreTypeLimit } from './settings.ts'
 export type { JobTypeColumns } from './db/settings.ts'
+export {
+  setRateLimit,
+  removeRateLimit,
+  getRateLimit,
+  parseRetryAfter,
+  type RateLimitOptions,
+  type RateLimitState,
+  type HandlerRateLimits,
+} from './rate-limits.ts'
 export { fairnessStats, type FairnessStatsOptions, type StoreFairness } from './stats.ts'
 export { explainClaim } from './db/claim.ts'
 export { nextRunAt } from './retry.ts'

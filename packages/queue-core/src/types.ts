@@ -102,6 +102,12 @@ export interface EnqueueSpec<P = unknown> {
   readonly queue?: string
   /** Fairness cost of this job (default 1): a store is charged cost / weight. */
   readonly cost?: number
+  /**
+   * A rate-limit key (see setRateLimit): the job is claimed only with a token
+   * of that key's bucket, e.g. `marketplace:acme:store-42` for one call to
+   * that marketplace for that store. A key without a bucket is unlimited.
+   */
+  readonly rateKey?: string
 }
 
 /** The outcome of one enqueue: the job, and whether it already existed. */

@@ -2,6 +2,7 @@ import { sql, type RawBuilder } from 'kysely'
 import type { Executor } from './database.ts'
 import type { ClaimedJobRow } from './rows.ts'
 import { claimPicked, type ClaimArgs } from './claim.ts'
+import { available, recoveredRate } from './rate-limits.ts'
 
 /** Advisory-lock namespace of the per-type claim locks ("brlt"); the second key is hashtext(type). */
 const LIMIT_LOCK_NAMESPACE = 0x62726c74
@@ -23,7 +24,8 @@ export async function limitedTypes(db: Executor, types: ReadonlyArray<string> | 
   const list = types === null ? null : [...types]
   const result = await sql<{ type: string }>`
     select type from job_types
-    where (max_running is not null or max_running_per_store is not null) and (${list}::text[] is null or type = any(${list}::text[]))
+    where (max_running is not null or max_running_per_store is not null or rate_limited)
+      and (${list}::text[] is null or type = any(${list}::text[]))
     union
     select distinct type from store_type_limits where ${list}::text[] is null or type = any(${list}::text[])
     order by type
@@ -51,14 +53,17 @@ export async function limitedTypes(db: Executor, types: ReadonlyArray<string> | 
 export async function claimLimitedOnSession(
   session: Executor,
   args: ClaimArgs & { readonly limited: ReadonlyArray<string> },
-): Promise<ClaimedJobRow[]> {
-  return session.transaction().execute(async (trx) => {
+): Promise<{ rows: ClaimedJobRow[]; retryInMs: number | null }> {
+  const all = await session.transaction().execute(async (trx) => {
     await sql`
       select count(pg_advisory_xact_lock(${LIMIT_LOCK_NAMESPACE}, h))
       from (select distinct hashtext(t) as h from unnest(${[...args.limited]}::text[]) t order by h) keys
     `.execute(trx)
     return (await claimLimitedStatement(args).execute(trx)).rows
   })
+  const rows = all.filter((r) => r.id !== null)
+  const hint = all.find((r) => r.id === null)
+  return { rows, retryInMs: hint ? (hint as unknown as { retry_in_ms: number }).retry_in_ms : null }
 }
 
 /**
@@ -100,7 +105,7 @@ export function claimLimitedStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow
     full_types as (select l.type from lim l join type_running t on t.type = l.type where t.n >= l.max_running),
     full_keys as (select store_id, type from store_caps where cap is not null and n >= cap),
     candidates as (
-      select j.id, j.store_id, j.type, j.claim_priority, j.vtime from jobs j
+      select j.id, j.store_id, j.type, j.claim_priority, j.vtime, j.rate_key from jobs j
       where j.state = 'pending'
         and (${types}::text[] is null or j.type = any(${types}::text[]))
         and j.type <> all(array(select type from full_types))
@@ -118,10 +123,10 @@ export function claimLimitedStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow
       where k.c > coalesce(s.max_running, l.max_running_per_store) - coalesce(r.n, 0)
     ),
     within_store as (
-      select c.id, c.type, c.claim_priority, c.vtime from candidates c
+      select c.id, c.type, c.claim_priority, c.vtime, c.rate_key from candidates c
       where (c.store_id, c.type) not in (select store_id, type from tight_keys)
       union all
-      select n.id, n.type, n.claim_priority, n.vtime
+      select n.id, n.type, n.claim_priority, n.vtime, n.rate_key
       from (
         select c.*, row_number() over (partition by c.store_id, c.type order by c.claim_priority, c.vtime, c.id) as k
         from candidates c
@@ -138,10 +143,10 @@ export function claimLimitedStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow
       where k.c > l.max_running - coalesce(t.n, 0)
     ),
     chosen as (
-      select w.id, w.claim_priority, w.vtime from within_store w
+      select w.id, w.claim_priority, w.vtime, w.rate_key from within_store w
       where w.type not in (select type from tight_types)
       union all
-      select n.id, n.claim_priority, n.vtime
+      select n.id, n.claim_priority, n.vtime, n.rate_key
       from (
         select w.*, row_number() over (partition by w.type order by w.claim_priority, w.vtime, w.id) as k
         from within_store w
@@ -149,7 +154,31 @@ export function claimLimitedStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow
       ) n
       where n.k <= (select t.room from tight_types t where t.type = n.type)
     ),
-    first_chosen as (select id from chosen order by claim_priority, vtime, id limit ${args.limit}),
+    ordered as (select * from chosen order by claim_priority, vtime, id limit ${args.limit}),
+    -- Rate limits last, so tokens are spent only on jobs this claim takes:
+    -- each key's bucket grants what it holds, up to the jobs asking.
+    rate_demand as (select rate_key as key, count(*)::int as c from ordered where rate_key is not null group by rate_key),
+    grants as (
+      update rate_limits r
+      set tokens       = ${available('r')} - greatest(0, least(d.c, floor(${available('r')}))),
+          rate         = ${recoveredRate('r')},
+          refreshed_at = greatest(r.refreshed_at, now()),
+          last_granted = greatest(0, least(d.c, floor(${available('r')})))::int
+      from rate_demand d
+      where r.key = d.key
+      returning r.key, r.last_granted as granted, d.c as asked,
+                (case when r.refreshed_at > now() then extract(epoch from r.refreshed_at - now()) * 1000
+                      else 1000 / r.rate end)::float8 as next_token_ms
+    ),
+    first_chosen as (
+      select o.id from ordered o where o.rate_key is null or o.rate_key not in (select key from grants)
+      union all
+      select n.id from (
+        select o.*, row_number() over (partition by o.rate_key order by o.claim_priority, o.vtime, o.id) as k
+        from ordered o where o.rate_key in (select key from grants)
+      ) n
+      where n.k <= (select g.granted from grants g where g.key = n.rate_key)
+    ),
     -- Only the rows taken are locked (locking every candidate cost a write
     -- per row). Claimers of these types wait on the type lock, so none holds
     -- them; a row another session took meanwhile (a cancel, or a plain claim
@@ -160,6 +189,6 @@ export function claimLimitedStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow
       where j.id in (select id from first_chosen) and j.state = 'pending'
       for update of j skip locked
     ),
-    ${claimPicked(args)}
+    ${claimPicked(args, { retryHint: sql<number | null>`(select min(next_token_ms) from grants where granted < asked)` })}
   `
 }

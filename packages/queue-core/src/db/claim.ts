@@ -101,7 +101,7 @@ export async function claimBatchOnSession(session: Executor, args: ClaimArgs): P
  */
 export function claimStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow> {
   const types = args.types === null ? null : [...args.types]
-  return sql<ClaimedJobRow>`${sql.raw(preparedMarker('backroom_claim_v3'))}
+  return sql<ClaimedJobRow>`${sql.raw(preparedMarker('backroom_claim_v4'))}
     with picked as (
       select id from jobs
       where state = 'pending'
@@ -121,7 +121,7 @@ export function claimStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow> {
  */
 export const LIMITED_TYPES: RawBuilder<string[]> = sql<string[]>`(
   select coalesce(array_agg(type), '{}') from (
-    select type from job_types where max_running is not null or max_running_per_store is not null
+    select type from job_types where max_running is not null or max_running_per_store is not null or rate_limited
     union
     select type from store_type_limits
   ) limited
@@ -132,7 +132,14 @@ export const LIMITED_TYPES: RawBuilder<string[]> = sql<string[]>`(
  * column `id`, already locked) to the worker, moves the global virtual clock
  * and returns the claimed rows.
  */
-export function claimPicked(args: ClaimArgs): RawBuilder<ClaimedJobRow> {
+export function claimPicked(args: ClaimArgs, options: { retryHint?: RawBuilder<number | null> } = {}): RawBuilder<ClaimedJobRow> {
+  const columns = sql.raw(CLAIMED_COLUMNS.join(', '))
+  // A claim cut short by a rate limit says when to try again, as one extra
+  // row with no job (id null): nothing else would wake the worker when the
+  // bucket refills.
+  const hint = options.retryHint
+    ? sql`union all select ${sql.raw(CLAIMED_COLUMNS.map(() => 'null').join(', '))}, ${options.retryHint} where ${options.retryHint} is not null`
+    : sql``
   return sql<ClaimedJobRow>`
     claimed as (
       update jobs j
@@ -159,11 +166,16 @@ export function claimPicked(args: ClaimArgs): RawBuilder<ClaimedJobRow> {
       where m.top > c.vtime
         and c.id = (select id from queue_clock for update skip locked)
     )
-    select id, type, queue, store_id, user_id, priority, state, attempt, max_attempts, payload, dedupe_key, progress,
-           errors, lease_token, locked_by, cancel_requested, run_at_ms, created_at_ms, started_at_ms, locked_until_ms
-    from claimed
+    select ${columns}, null::float8 as retry_in_ms from claimed
+    ${hint}
   `
 }
+
+/** The columns every claim returns (ClaimedJobRow), in order. */
+const CLAIMED_COLUMNS = [
+  'id', 'type', 'queue', 'store_id', 'user_id', 'priority', 'state', 'attempt', 'max_attempts', 'payload', 'dedupe_key', 'progress',
+  'errors', 'lease_token', 'locked_by', 'cancel_requested', 'run_at_ms', 'created_at_ms', 'started_at_ms', 'locked_until_ms',
+]
 
 /** A timestamp as float8 epoch milliseconds (pg returns float8 as a number). */
 const epochMs = (column: RawBuilder<unknown>): RawBuilder<number> => sql<number>`(extract(epoch from ${column}) * 1000)::float8`

@@ -25,6 +25,7 @@ export interface JobsTable {
   locked_until: Date | null
   lease_token: string | null
   cancel_requested: Generated<boolean>
+  rate_key: string | null
   progress: Json | null
   errors: Generated<Json>
   created_at: Generated<Date>
@@ -67,7 +68,26 @@ export interface JobTypesTable {
   cost: number | null
   max_running: number | null
   max_running_per_store: number | null
+  rate_limited: Generated<boolean>
   updated_at: Generated<Date>
+}
+
+export interface RateLimitsTable {
+  key: string
+  max_rate: number
+  min_rate: number
+  rate: number
+  burst: number
+  recovery_s: number
+  tokens: number
+  refreshed_at: Generated<Date>
+  last_granted: Generated<number>
+}
+
+export interface StorePausesTable {
+  store_id: string
+  type: Generated<string>
+  paused_at: Generated<Date>
 }
 
 export interface StoreTypeLimitsTable {
@@ -95,6 +115,8 @@ export interface Database {
   stores: StoresTable
   job_types: JobTypesTable
   store_type_limits: StoreTypeLimitsTable
+  store_pauses: StorePausesTable
+  rate_limits: RateLimitsTable
   queue_clock: QueueClockTable
   schema_migrations: SchemaMigrationsTable
 }

@@ -20,6 +20,8 @@ export interface NewJobRow {
   readonly queue: string
   /** Null: the job type's cost (see insertMany). */
   readonly cost: number | null
+  /** Rate-limit key the claim must hold a token of; null for none. */
+  readonly rateKey: string | null
 }
 
 /**
@@ -77,15 +79,15 @@ export async function insertMany(
 ): Promise<{ inserted: InsertedRow[]; refused: RefusedStore[] }> {
   if (rows.length === 0) return { inserted: [], refused: [] }
   const col = <K extends keyof NewJobRow>(k: K) => rows.map((r) => r[k])
-  const result = await sql<InsertedRow & { refused_cap: number | null; refused_live: number | null; refused_incoming: number | null }>`${sql.raw(preparedMarker('backroom_insert_v4'))}
+  const result = await sql<InsertedRow & { refused_cap: number | null; refused_live: number | null; refused_incoming: number | null }>`${sql.raw(preparedMarker('backroom_insert_v5'))}
     with input as (
-      select t.type, t.store_id, t.user_id, t.priority, t.run_at, t.max_attempts, t.payload, t.dedupe_key, t.queue, t.ord,
+      select t.type, t.store_id, t.user_id, t.priority, t.run_at, t.max_attempts, t.payload, t.dedupe_key, t.queue, t.ord, t.rate_key,
              coalesce(t.cost, jt.cost, jt.declared_cost, 1)::float8 as cost
       from unnest(
         ${col('type')}::text[], ${col('storeId')}::text[], ${col('userId')}::text[], ${col('priority')}::smallint[],
         ${col('runAt')}::timestamptz[], ${col('maxAttempts')}::int[], ${col('payload')}::jsonb[],
-        ${col('dedupeKey')}::text[], ${col('queue')}::text[], ${col('cost')}::float8[]
-      ) with ordinality as t(type, store_id, user_id, priority, run_at, max_attempts, payload, dedupe_key, queue, cost, ord)
+        ${col('dedupeKey')}::text[], ${col('queue')}::text[], ${col('cost')}::float8[], ${col('rateKey')}::text[]
+      ) with ordinality as t(type, store_id, user_id, priority, run_at, max_attempts, payload, dedupe_key, queue, cost, rate_key, ord)
       left join job_types jt on jt.type = t.type
     ),
     totals as (
@@ -100,6 +102,14 @@ export async function insertMany(
       where s.max_live_jobs is not null
     ),
     over as (select * from refused where live + incoming > cap),
+    -- A type whose jobs carry rate keys is claimed through the limited claim,
+    -- which spends the tokens (marked once; later enqueues change nothing).
+    rate_typed as (
+      insert into job_types (type, rate_limited)
+      select distinct type, true from input where rate_key is not null and not exists (select 1 from over)
+      order by type
+      on conflict (type) do update set rate_limited = true where not job_types.rate_limited
+    ),
     charged as (
       insert into stores as s (store_id, vclock)
       select t.store_id, (select vtime from queue_clock) + t.total from totals t
@@ -111,11 +121,11 @@ export async function insertMany(
       returning s.store_id, s.vclock, s.weight
     ),
     ins as (
-      insert into jobs (type, store_id, user_id, priority, claim_priority, state, vtime, cost, run_at, max_attempts, payload, dedupe_key, queue)
+      insert into jobs (type, store_id, user_id, priority, claim_priority, state, vtime, cost, run_at, max_attempts, payload, dedupe_key, queue, rate_key)
       select i.type, i.store_id, i.user_id, i.priority, i.priority,
              case when i.run_at > now() then 'scheduled' else ${runnableState(sql.ref('i.store_id'), sql.ref('i.type'))} end,
              c.vclock - (t.total - i.before) / c.weight,
-             i.cost, coalesce(i.run_at, now()), i.max_attempts, i.payload, i.dedupe_key, i.queue
+             i.cost, coalesce(i.run_at, now()), i.max_attempts, i.payload, i.dedupe_key, i.queue, i.rate_key
       from (select input.*, sum(cost) over (partition by store_id order by ord) - cost as before from input) i
       join charged c on c.store_id = i.store_id
       join totals t on t.store_id = i.store_id

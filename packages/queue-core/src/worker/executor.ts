@@ -6,6 +6,7 @@ import type { Completer } from './completer.ts'
 import { coerceError, LeaseLostError, PermanentError, SnoozeSignal, ValidationError } from '../errors.ts'
 import type { HandlerRegistry } from '../handler.ts'
 import { nextRunAt } from '../retry.ts'
+import { handlerRateLimits, type HandlerRateLimits } from '../rate-limits.ts'
 import type { ClaimedJob, Fence, JobError } from '../types.ts'
 import { DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_MS } from '../config.ts'
 
@@ -37,6 +38,14 @@ export interface ExecutorDeps {
   readonly leaseMs: number
   readonly now: () => Date
   readonly onOutcome?: (job: ClaimedJob, outcome: RunOutcome) => void
+}
+
+/** One rate-limit helper per database handle, shared by its runs (it holds no per-job state). */
+const rateLimitHelpers = new WeakMap<Db, HandlerRateLimits>()
+function rateLimitsFor(db: Db): HandlerRateLimits {
+  let helper = rateLimitHelpers.get(db)
+  if (!helper) rateLimitHelpers.set(db, (helper = handlerRateLimits(db)))
+  return helper
 }
 
 class RunAborted extends Error {
@@ -103,6 +112,7 @@ export function startRun(deps: ExecutorDeps, job: ClaimedJob): ActiveRun {
       const ok = await claim.setProgress(deps.db, { fence, progress: JSON.stringify(value ?? null) })
       if (!ok) throw new LeaseLostError(job.id, job.attempt)
     },
+    rateLimits: rateLimitsFor(deps.db),
     async heartbeat() {
       const held = await claim.extendLeases(deps.db, { fences: [fence], leaseMs: deps.leaseMs })
       if (held.length === 0) {

@@ -74,9 +74,21 @@ export function createProducer(args: {
       limitsReadAt = performance.now()
     }
     const claimArgs = { workerId: args.workerId, limit: free, leaseMs: args.leaseMs, types: args.types }
-    return limited.length > 0
-      ? claimLimitedOnSession(args.session, { ...claimArgs, limited })
-      : claimBatchOnSession(args.session, claimArgs)
+    if (limited.length === 0) return claimBatchOnSession(args.session, claimArgs)
+    const { rows, retryInMs } = await claimLimitedOnSession(args.session, { ...claimArgs, limited })
+    // Jobs waited for a rate-limit token: claim again when the bucket refills.
+    if (retryInMs !== null) scheduleRetry(retryInMs)
+    return rows
+  }
+  let retryTimer: NodeJS.Timeout | null = null
+  const scheduleRetry = (ms: number) => {
+    if (retryTimer || stopped) return
+    retryTimer = setTimeout(() => {
+      retryTimer = null
+      wanted = true
+      poke()
+    }, Math.min(Math.max(ms, 5), args.pollIntervalMs))
+    retryTimer.unref()
   }
 
   const loop = async () => {
@@ -116,6 +128,7 @@ export function createProducer(args: {
     },
     async stop() {
       stopped = true
+      if (retryTimer) clearTimeout(retryTimer)
       poke()
       await loopDone
     },
