@@ -1,6 +1,7 @@
 import type pg from 'pg'
 import { fromPgClient } from './db/connect.ts'
 import type { Executor } from './db/database.ts'
+import * as coalesce from './db/coalesce.ts'
 import * as jobs from './db/jobs.ts'
 import { toJob, type JobRow } from './db/rows.ts'
 import { StoreCapacityError, ValidationError } from './errors.ts'
@@ -44,7 +45,11 @@ export async function enqueueMany<P = unknown>(
   const now = Date.now()
   const rows = specs.map((spec, index) => normalise(spec, index, now))
   const results: (EnqueueResult<P> | undefined)[] = new Array(rows.length)
-  let todo = rows.map((_, i) => i)
+  // Coalescing jobs go one by one (each may fold into an open job); the rest in one statement.
+  for (const [i, row] of rows.entries()) {
+    if (row.coalesceKey !== null) results[i] = await coalesceOne(db, row, specs[i]!, i)
+  }
+  let todo = rows.flatMap((row, i) => (row.coalesceKey === null ? [i] : []))
   for (let round = 0; round < DEDUPE_RETRIES && todo.length > 0; round++) {
     // The first of each (store, key) inside the batch is inserted; later ones share its job.
     const firstOf = new Map<string, number>()
@@ -122,6 +127,39 @@ function newJob<P>(row: jobs.NewJobRow, spec: EnqueueSpec<P>, inserted: jobs.Ins
   }
 }
 
+/** A coalescing job that keeps being claimed between our merge and our insert is retried this often. */
+const COALESCE_ROUNDS = 5
+
+/**
+ * Enqueues one job of a coalescing type: folds it into the store's open job
+ * of the same key (merged payload returned, `coalesced: true`), or seals a
+ * full one and starts a new open job, due after the type's max delay.
+ */
+async function coalesceOne<P>(db: Executor, row: jobs.NewJobRow, spec: EnqueueSpec<P>, index: number): Promise<EnqueueResult<P>> {
+  const key = row.coalesceKey as string
+  const settings = await coalesce.coalesceSettings(db, row.type)
+  if (!settings) {
+    throw new ValidationError(`jobs[${index}].coalesceKey: job type ${row.type} does not coalesce (configureJobType with coalesce)`, {
+      index,
+      field: 'coalesceKey',
+    })
+  }
+  for (let round = 0; round < COALESCE_ROUNDS; round++) {
+    const merged = await coalesce.mergeIntoOpen(db, { storeId: row.storeId, type: row.type, key, payload: row.payload, settings })
+    if (merged) {
+      const job = newJob<P>(row, spec, { id: merged.id, store_id: row.storeId, dedupe_key: null, state: merged.state, run_at_ms: merged.run_at_ms, created_at_ms: merged.created_at_ms })
+      return { job: { ...job, payload: merged.payload as P }, deduped: false, coalesced: true }
+    }
+    await coalesce.sealFull(db, { storeId: row.storeId, type: row.type, key, maxBatch: settings.maxBatch })
+    const open = { ...row, runAt: row.runAt ?? new Date(Date.now() + settings.maxDelayMs) }
+    const { inserted, refused } = await jobs.insertMany(db, [open])
+    if (refused.length > 0) throw await capacityError(db, refused)
+    // Nothing inserted: another enqueue opened the job first; fold into it.
+    if (inserted[0]) return { job: newJob<P>(open, spec, inserted[0]), deduped: false, coalesced: false }
+  }
+  throw new Error(`coalescing ${row.type}/${key} did not settle: the open job kept changing`)
+}
+
 /** How far back the retry-after hint looks at a store's completions. */
 const RATE_WINDOW_MS = 60_000
 
@@ -172,6 +210,10 @@ function normalise<P>(spec: EnqueueSpec<P>, index: number, now: number): jobs.Ne
   if (spec.rateKey !== undefined && (typeof spec.rateKey !== 'string' || spec.rateKey.length === 0 || spec.rateKey.length > 255)) {
     fail('rateKey', 'must be a string of 1 to 255 characters')
   }
+  if (spec.coalesceKey !== undefined && (typeof spec.coalesceKey !== 'string' || spec.coalesceKey.length === 0 || spec.coalesceKey.length > 255)) {
+    fail('coalesceKey', 'must be a string of 1 to 255 characters')
+  }
+  if (spec.coalesceKey !== undefined && spec.dedupeKey !== undefined) fail('coalesceKey', 'give coalesceKey or dedupeKey, not both')
   if (spec.queue !== undefined && (typeof spec.queue !== 'string' || spec.queue.length === 0 || spec.queue.length > MAX_TYPE_LENGTH)) {
     fail('queue', 'must be a non-empty string')
   }
@@ -196,6 +238,7 @@ function normalise<P>(spec: EnqueueSpec<P>, index: number, now: number): jobs.Ne
     queue: spec.queue ?? 'default',
     cost: spec.cost ?? null,
     rateKey: spec.rateKey ?? null,
+    coalesceKey: spec.coalesceKey ?? null,
   }
 }
 

@@ -59,8 +59,13 @@ export async function setStoreLiveJobCap(db: Executor, storeId: string, cap: num
  * setStoreTypeLimit says otherwise). Omitted fields stay as they are; null
  * clears one. Limits apply from every worker's next claim.
  *
+ * `coalesce` makes new jobs of a store with the same `coalesceKey` fold into
+ * its open job (not yet running) instead of queueing another: e.g. stock
+ * updates appended into one sync job that waits up to a second for more.
+ *
  * @example
  * await configureJobType(db.kysely, 'import.products', { maxRunningPerStore: 2, cost: 5 })
+ * await configureJobType(db.kysely, 'sync.inventory', { coalesce: { strategy: 'append', field: 'skus', maxDelayMs: 1_000, maxBatch: 500 } })
  * await configureJobType(db.kysely, 'export.marketplace', { maxRunning: 50 })
  */
 export async function configureJobType(db: Executor, type: string, columns: settings.JobTypeColumns): Promise<void> {
@@ -68,6 +73,19 @@ export async function configureJobType(db: Executor, type: string, columns: sett
   checkPositive('cost', columns.cost)
   checkLimit('maxRunning', columns.maxRunning)
   checkLimit('maxRunningPerStore', columns.maxRunningPerStore)
+  const c = columns.coalesce
+  if (c) {
+    if (!['append', 'merge', 'replace'].includes(c.strategy)) {
+      throw new ValidationError('coalesce.strategy must be append, merge or replace', { field: 'coalesce.strategy' })
+    }
+    if (c.field !== undefined && (typeof c.field !== 'string' || c.field.length === 0 || c.field.length > 128)) {
+      throw new ValidationError('coalesce.field must be a field name', { field: 'coalesce.field' })
+    }
+    if (c.maxDelayMs !== undefined && (!Number.isInteger(c.maxDelayMs) || c.maxDelayMs < 0 || c.maxDelayMs > 86_400_000)) {
+      throw new ValidationError('coalesce.maxDelayMs must be whole milliseconds from 0 to a day', { field: 'coalesce.maxDelayMs' })
+    }
+    checkLimit('coalesce.maxBatch', c.maxBatch)
+  }
   await settings.upsertJobType(db, { type, ...columns })
 }
 

@@ -108,6 +108,12 @@ export interface EnqueueSpec<P = unknown> {
    * that marketplace for that store. A key without a bucket is unlimited.
    */
   readonly rateKey?: string
+  /**
+   * Coalesce key, for a job type configured to coalesce (configureJobType
+   * `coalesce`): while the store has an open job of this type and key (not yet
+   * running), this enqueue folds into it instead of adding a job.
+   */
+  readonly coalesceKey?: string
 }
 
 /** The outcome of one enqueue: the job, and whether it already existed. */
@@ -115,4 +121,6 @@ export interface EnqueueResult<P = unknown> {
   readonly job: Job<P>
   /** True when a live job with the same (store, dedupe key) was returned instead. */
   readonly deduped: boolean
+  /** True when the enqueue folded into an open job of the same coalesce key (returned, with the merged payload). */
+  readonly coalesced?: boolean
 }

@@ -8,14 +8,15 @@ const t = useTestDatabase()
 const declared: { [K in keyof Database]: ReadonlyArray<keyof Database[K]> } = {
   jobs: [
     'id', 'type', 'queue', 'store_id', 'user_id', 'priority', 'claim_priority', 'state', 'vtime', 'cost', 'run_at', 'attempt', 'max_attempts',
-    'payload', 'dedupe_key', 'locked_by', 'locked_until', 'lease_token', 'cancel_requested', 'rate_key', 'progress', 'errors', 'created_at', 'started_at',
+    'payload', 'dedupe_key', 'locked_by', 'locked_until', 'lease_token', 'cancel_requested', 'rate_key', 'coalesce_key', 'coalesced', 'progress', 'errors', 'created_at', 'started_at',
   ],
   job_history: [
     'id', 'type', 'queue', 'store_id', 'user_id', 'priority', 'state', 'attempt', 'max_attempts', 'payload', 'dedupe_key',
     'progress', 'errors', 'result', 'run_at', 'created_at', 'started_at', 'finished_at',
   ],
   stores: ['store_id', 'weight', 'vclock', 'created_at', 'max_live_jobs'],
-  job_types: ['type', 'declared_cost', 'cost', 'max_running', 'max_running_per_store', 'updated_at', 'rate_limited'],
+  job_types: ['type', 'declared_cost', 'cost', 'max_running', 'max_running_per_store', 'updated_at', 'rate_limited',
+    'coalesce_strategy', 'coalesce_field', 'coalesce_max_delay_ms', 'coalesce_max_batch'],
   store_pauses: ['store_id', 'type', 'paused_at'],
   rate_limits: ['key', 'max_rate', 'min_rate', 'rate', 'burst', 'recovery_s', 'tokens', 'refreshed_at', 'last_granted'],
   store_type_limits: ['store_id', 'type', 'max_running'],

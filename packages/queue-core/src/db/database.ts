@@ -26,6 +26,8 @@ export interface JobsTable {
   lease_token: string | null
   cancel_requested: Generated<boolean>
   rate_key: string | null
+  coalesce_key: string | null
+  coalesced: Generated<number>
   progress: Json | null
   errors: Generated<Json>
   created_at: Generated<Date>
@@ -69,6 +71,10 @@ export interface JobTypesTable {
   max_running: number | null
   max_running_per_store: number | null
   rate_limited: Generated<boolean>
+  coalesce_strategy: string | null
+  coalesce_field: string | null
+  coalesce_max_delay_ms: number | null
+  coalesce_max_batch: number | null
   updated_at: Generated<Date>
 }
 

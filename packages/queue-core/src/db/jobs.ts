@@ -22,6 +22,8 @@ export interface NewJobRow {
   readonly cost: number | null
   /** Rate-limit key the claim must hold a token of; null for none. */
   readonly rateKey: string | null
+  /** Coalesce key (the type coalesces); null for a plain job. */
+  readonly coalesceKey: string | null
 }
 
 /**
@@ -61,8 +63,9 @@ export interface RefusedStore {
  * the one given at enqueue, else its type's (job_types: the operator's
  * override, else the handler's declared cost), else 1.
  *
- * Rows whose (store, dedupe key) already has a live job are skipped (ON
- * CONFLICT DO NOTHING); the answer holds only inserted rows, in input order.
+ * Rows whose (store, dedupe key) already has a live job, or whose coalesce
+ * key already has an open job, are skipped (ON CONFLICT DO NOTHING); the
+ * answer holds only inserted rows, in input order.
  * The store is charged for the whole batch before the conflicts are known,
  * so a deduped enqueue still advances its own store's clock by its cost: it
  * only ever delays that store, never another one.
@@ -79,15 +82,16 @@ export async function insertMany(
 ): Promise<{ inserted: InsertedRow[]; refused: RefusedStore[] }> {
   if (rows.length === 0) return { inserted: [], refused: [] }
   const col = <K extends keyof NewJobRow>(k: K) => rows.map((r) => r[k])
-  const result = await sql<InsertedRow & { refused_cap: number | null; refused_live: number | null; refused_incoming: number | null }>`${sql.raw(preparedMarker('backroom_insert_v5'))}
+  const result = await sql<InsertedRow & { refused_cap: number | null; refused_live: number | null; refused_incoming: number | null }>`${sql.raw(preparedMarker('backroom_insert_v6'))}
     with input as (
-      select t.type, t.store_id, t.user_id, t.priority, t.run_at, t.max_attempts, t.payload, t.dedupe_key, t.queue, t.ord, t.rate_key,
+      select t.type, t.store_id, t.user_id, t.priority, t.run_at, t.max_attempts, t.payload, t.dedupe_key, t.queue, t.ord, t.rate_key, t.coalesce_key,
              coalesce(t.cost, jt.cost, jt.declared_cost, 1)::float8 as cost
       from unnest(
         ${col('type')}::text[], ${col('storeId')}::text[], ${col('userId')}::text[], ${col('priority')}::smallint[],
         ${col('runAt')}::timestamptz[], ${col('maxAttempts')}::int[], ${col('payload')}::jsonb[],
-        ${col('dedupeKey')}::text[], ${col('queue')}::text[], ${col('cost')}::float8[], ${col('rateKey')}::text[]
-      ) with ordinality as t(type, store_id, user_id, priority, run_at, max_attempts, payload, dedupe_key, queue, cost, rate_key, ord)
+        ${col('dedupeKey')}::text[], ${col('queue')}::text[], ${col('cost')}::float8[], ${col('rateKey')}::text[],
+        ${col('coalesceKey')}::text[]
+      ) with ordinality as t(type, store_id, user_id, priority, run_at, max_attempts, payload, dedupe_key, queue, cost, rate_key, coalesce_key, ord)
       left join job_types jt on jt.type = t.type
     ),
     totals as (
@@ -121,16 +125,18 @@ export async function insertMany(
       returning s.store_id, s.vclock, s.weight
     ),
     ins as (
-      insert into jobs (type, store_id, user_id, priority, claim_priority, state, vtime, cost, run_at, max_attempts, payload, dedupe_key, queue, rate_key)
+      insert into jobs (type, store_id, user_id, priority, claim_priority, state, vtime, cost, run_at, max_attempts, payload, dedupe_key, queue, rate_key, coalesce_key)
       select i.type, i.store_id, i.user_id, i.priority, i.priority,
              case when i.run_at > now() then 'scheduled' else ${runnableState(sql.ref('i.store_id'), sql.ref('i.type'))} end,
              c.vclock - (t.total - i.before) / c.weight,
-             i.cost, coalesce(i.run_at, now()), i.max_attempts, i.payload, i.dedupe_key, i.queue, i.rate_key
+             i.cost, coalesce(i.run_at, now()), i.max_attempts, i.payload, i.dedupe_key, i.queue, i.rate_key, i.coalesce_key
       from (select input.*, sum(cost) over (partition by store_id order by ord) - cost as before from input) i
       join charged c on c.store_id = i.store_id
       join totals t on t.store_id = i.store_id
       order by i.ord
-      on conflict (store_id, dedupe_key) where dedupe_key is not null do nothing
+      -- Untargeted: a live job holding the dedupe key, or an open coalescing
+      -- job of the same key (jobs_coalesce_idx), both skip the row.
+      on conflict do nothing
       returning id, store_id, dedupe_key, state, run_at, created_at
     ),
     moved as (select state from ins),

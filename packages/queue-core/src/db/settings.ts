@@ -22,15 +22,33 @@ export interface JobTypeColumns {
   readonly cost?: number | null
   readonly maxRunning?: number | null
   readonly maxRunningPerStore?: number | null
+  /** Coalescing (see migration 0007); null turns it off. */
+  readonly coalesce?: {
+    /** 'append': concatenate the array under `field`; 'merge': shallow object merge; 'replace': newest payload wins. */
+    readonly strategy: 'append' | 'merge' | 'replace'
+    /** The array to concatenate with 'append' (default `items`). */
+    readonly field?: string
+    /** How long an open job waits for more enqueues to fold in (default 0: due at once, still open until claimed). */
+    readonly maxDelayMs?: number
+    /** Enqueues one job takes at most before it is sealed (default: no limit). */
+    readonly maxBatch?: number
+  } | null
 }
 
 /** Upserts an operator's settings for a job type, touching only the columns given. */
 export async function upsertJobType(db: Executor, args: { type: string } & JobTypeColumns): Promise<void> {
   const given = (v: unknown) => v !== undefined
+  const c = args.coalesce ?? null
   await sql`
-    insert into job_types (type, cost, max_running, max_running_per_store)
-    values (${args.type}, ${args.cost ?? null}, ${args.maxRunning ?? null}, ${args.maxRunningPerStore ?? null})
+    insert into job_types (type, cost, max_running, max_running_per_store,
+                           coalesce_strategy, coalesce_field, coalesce_max_delay_ms, coalesce_max_batch)
+    values (${args.type}, ${args.cost ?? null}, ${args.maxRunning ?? null}, ${args.maxRunningPerStore ?? null},
+            ${c?.strategy ?? null}, ${c?.field ?? null}, ${c?.maxDelayMs ?? null}, ${c?.maxBatch ?? null})
     on conflict (type) do update set
+      coalesce_strategy     = case when ${given(args.coalesce)} then excluded.coalesce_strategy else job_types.coalesce_strategy end,
+      coalesce_field        = case when ${given(args.coalesce)} then excluded.coalesce_field else job_types.coalesce_field end,
+      coalesce_max_delay_ms = case when ${given(args.coalesce)} then excluded.coalesce_max_delay_ms else job_types.coalesce_max_delay_ms end,
+      coalesce_max_batch    = case when ${given(args.coalesce)} then excluded.coalesce_max_batch else job_types.coalesce_max_batch end,
       cost                  = case when ${given(args.cost)} then excluded.cost else job_types.cost end,
       max_running           = case when ${given(args.maxRunning)} then excluded.max_running else job_types.max_running end,
       max_running_per_store = case when ${given(args.maxRunningPerStore)} then excluded.max_running_per_store else job_types.max_running_per_store end,
