@@ -1,5 +1,5 @@
 import { Type } from 'typebox'
-import { describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { enqueueMany } from '../src/enqueue.ts'
 import { defineHandler } from '../src/handler.ts'
 import { configureJobType, setStoreWeight } from '../src/settings.ts'
@@ -7,8 +7,11 @@ import { waitFor } from '../src/testing/fixtures.ts'
 import { useTestDatabase } from '../src/testing/use-test-database.ts'
 import type { EnqueueSpec } from '../src/types.ts'
 import { createWorkerPool } from '../src/worker/worker-pool.ts'
+import { killAllChildren, terminate } from './fixtures/child-process.ts'
+import { CREATE_SIDE_EFFECTS, spawnWorker } from './fixtures/worker-process.ts'
 
 const t = useTestDatabase()
+afterAll(killAllChildren)
 
 /** A handler per type that records which store each run belongs to, in start order. */
 function recorder(types: ReadonlyArray<string>, sleepMs: number) {
@@ -83,5 +86,43 @@ describe('fair share between stores', () => {
       await pool.stop()
     }
     expect(rec.maxRunning()).toBe(12)
+  })
+})
+
+describe('fair share across worker processes', () => {
+  it('keeps every backlogged store within ±10% of its weight when three processes claim at once', { timeout: 90_000 }, async () => {
+    await t.db.pool.query('delete from jobs')
+    await t.db.pool.query('delete from job_history')
+    await t.db.pool.query(CREATE_SIDE_EFFECTS)
+    await setStoreWeight(t.db.kysely, 'p1', 1)
+    await setStoreWeight(t.db.kysely, 'p2', 2)
+    await setStoreWeight(t.db.kysely, 'p3', 3)
+    const PER_STORE = 600
+    await enqueueMany(
+      t.db.kysely,
+      ['p1', 'p2', 'p3'].flatMap((store) => Array.from({ length: PER_STORE }, () => ({ type: 'test.effect', storeId: store, payload: { sleepMs: 2 } }))),
+    )
+    const workers = [1, 2, 3].map((i) => spawnWorker({ url: t.url, label: `f${i}`, concurrency: 4, poolMax: 4 }))
+    const WINDOW = 600
+    try {
+      await Promise.all(workers.map((w) => w.message('ready')))
+      await waitFor(async () => Number((await t.db.pool.query('select count(*) as n from job_history')).rows[0].n) >= WINDOW, {
+        timeoutMs: 60_000,
+        what: `${WINDOW} jobs done`,
+      })
+    } finally {
+      await Promise.all(workers.map((w) => terminate(w)))
+    }
+    // The first WINDOW jobs to start, across all processes, by the database's clock.
+    const { rows } = await t.db.pool.query<{ store_id: string; n: number }>(`
+      select store_id, count(*)::int as n from (select store_id from job_history order by started_at, id limit ${WINDOW}) w
+      group by store_id`)
+    const counts = Object.fromEntries(rows.map((r) => [r.store_id, r.n]))
+    for (const [store, weight] of [['p1', 1], ['p2', 2], ['p3', 3]] as const) {
+      const share = weight / 6
+      const measured = (counts[store] ?? 0) / WINDOW
+      expect(Math.abs(measured - share) / share, `${store}: ${measured.toFixed(3)} vs ${share.toFixed(3)}`).toBeLessThanOrEqual(0.1)
+      expect(counts[store] ?? 0).toBeLessThan(PER_STORE)
+    }
   })
 })

@@ -184,9 +184,12 @@ export function claimLimitedStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow
     -- them; a row another session took meanwhile (a cancel, or a plain claim
     -- of a type whose limit was just removed) is skipped, or re-checked for
     -- state = 'pending' once its lock is free.
+    -- As an array (an init plan), so the rows are fetched by primary key: as
+    -- a semi-join the planner once walked every pending row against them
+    -- (3.5 s for a 500-job claim, measured; claim-limited.test.ts checks it).
     picked as (
       select j.id from jobs j
-      where j.id in (select id from first_chosen) and j.state = 'pending'
+      where j.id = any(array(select id from first_chosen)) and j.state = 'pending'
       for update of j skip locked
     ),
     ${claimPicked(args, { retryHint: sql<number | null>`(select min(next_token_ms) from grants where granted < asked)` })}
