@@ -152,7 +152,7 @@ async function coalesceOne<P>(db: Executor, row: jobs.NewJobRow, spec: EnqueueSp
     }
     await coalesce.sealFull(db, { storeId: row.storeId, type: row.type, key, maxBatch: settings.maxBatch })
     const open = { ...row, runAt: row.runAt ?? new Date(Date.now() + settings.maxDelayMs) }
-    const { inserted, refused } = await jobs.insertMany(db, [open])
+    const { inserted, refused } = await jobs.insertMany(db, [open], { coalescing: true })
     if (refused.length > 0) throw await capacityError(db, refused)
     // Nothing inserted: another enqueue opened the job first; fold into it.
     if (inserted[0]) return { job: newJob<P>(open, spec, inserted[0]), deduped: false, coalesced: false }

@@ -37,7 +37,8 @@ export interface ClaimArgs {
 export async function claimBatch(db: Executor, args: ClaimArgs): Promise<ClaimedJobRow[]> {
   const run = async (trx: Executor) => {
     await useClaimSettings(trx)
-    return (await claimStatement(args).execute(trx)).rows
+    // Without the row that only reports limited types (see claimStatement).
+    return (await claimStatement(args).execute(trx)).rows.filter((r) => r.id !== null)
   }
   return db.isTransaction ? run(db) : db.transaction().execute(run)
 }
@@ -86,8 +87,10 @@ export const CLAIM_SETTINGS: ReadonlyArray<readonly [string, string]> = [
  * plan reused: planning the claim's CTEs took about 0.7 ms, as long as
  * executing a small claim, on every pick-up.
  */
-export async function claimBatchOnSession(session: Executor, args: ClaimArgs): Promise<ClaimedJobRow[]> {
-  return (await claimStatement(args).execute(session)).rows
+export async function claimBatchOnSession(session: Executor, args: ClaimArgs): Promise<{ rows: ClaimedJobRow[]; limitedTypes: boolean }> {
+  const all = (await claimStatement(args).execute(session)).rows
+  const rows = all.filter((r) => r.id !== null)
+  return { rows, limitedTypes: rows.length < all.length }
 }
 
 /**
@@ -95,9 +98,12 @@ export async function claimBatchOnSession(session: Executor, args: ClaimArgs): P
  * (after {@link useClaimSettings}).
  *
  * It never takes a job of a type under a concurrency limit (job_types,
- * store_type_limits): those are claimed by claimLimitedStatement, under the
- * type's lock. The list is read by the statement itself (an init plan, once
- * per claim), so a limit set a moment ago already keeps this path off its type.
+ * store_type_limits) or with rate keys: those are claimed by
+ * claimLimitedStatement, under the type's lock. The list is read by the
+ * statement itself (an init plan, once per claim), so a limit set a moment
+ * ago already keeps this path off its type; and when any of the worker's
+ * types is limited, the claim says so (an extra row without a job), so the
+ * worker switches paths without polling for limits on every claim.
  */
 export function claimStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow> {
   const types = args.types === null ? null : [...args.types]
@@ -111,7 +117,8 @@ export function claimStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow> {
       limit ${args.limit}
       for update skip locked
     ),
-    ${claimPicked(args)}
+    ${claimPicked(args, { retryHint: sql<number | null>`(case when ${types}::text[] is null then nullif(cardinality(${LIMITED_TYPES}), 0)
+      when exists (select 1 from unnest(${types}::text[]) t where t = any(${LIMITED_TYPES})) then 0 end)` })}
   `
 }
 

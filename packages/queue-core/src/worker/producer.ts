@@ -63,18 +63,29 @@ export function createProducer(args: {
       }
     })
 
-  // Which of our types are under concurrency limits, re-read every few
-  // seconds. A stale answer is safe: the fast claim skips limited types by
-  // itself, so a new limit only delays those jobs until the next read.
+  // Which of our types are under concurrency or rate limits. The plain claim
+  // skips limited types by itself and reports when it saw one of ours, so an
+  // idle worker never polls for limits; on the limited path the list is
+  // re-read every few seconds (a removed limit moves the type back).
   let limited: string[] = []
   let limitsReadAt = Number.NEGATIVE_INFINITY
-  const claim = async (free: number) => {
-    if (performance.now() - limitsReadAt > LIMITS_REFRESH_MS) {
-      limited = await limitedTypes(args.session, args.types)
-      limitsReadAt = performance.now()
-    }
+  const readLimits = async () => {
+    limited = await limitedTypes(args.session, args.types)
+    limitsReadAt = performance.now()
+  }
+  const claim = async (free: number): Promise<ClaimedJobRow[]> => {
+    if (limited.length > 0 && performance.now() - limitsReadAt > LIMITS_REFRESH_MS) await readLimits()
     const claimArgs = { workerId: args.workerId, limit: free, leaseMs: args.leaseMs, types: args.types }
-    if (limited.length === 0) return claimBatchOnSession(args.session, claimArgs)
+    if (limited.length === 0) {
+      const plain = await claimBatchOnSession(args.session, claimArgs)
+      if (!plain.limitedTypes) return plain.rows
+      await readLimits()
+      if (limited.length === 0 || plain.rows.length === free) return plain.rows
+      // Room left: take the limited types' jobs now rather than at the next wake-up.
+      const more = await claimLimitedOnSession(args.session, { ...claimArgs, limit: free - plain.rows.length, limited })
+      if (more.retryInMs !== null) scheduleRetry(more.retryInMs)
+      return [...plain.rows, ...more.rows]
+    }
     const { rows, retryInMs } = await claimLimitedOnSession(args.session, { ...claimArgs, limited })
     // Jobs waited for a rate-limit token: claim again when the bucket refills.
     if (retryInMs !== null) scheduleRetry(retryInMs)
