@@ -81,10 +81,18 @@ export function createProducer(args: {
       if (!plain.limitedTypes) return plain.rows
       await readLimits()
       if (limited.length === 0 || plain.rows.length === free) return plain.rows
-      // Room left: take the limited types' jobs now rather than at the next wake-up.
-      const more = await claimLimitedOnSession(args.session, { ...claimArgs, limit: free - plain.rows.length, limited })
-      if (more.retryInMs !== null) scheduleRetry(more.retryInMs)
-      return [...plain.rows, ...more.rows]
+      // Room left: take the limited types' jobs now rather than at the next
+      // wake-up. The plain claim's rows are leased already: a failure here
+      // must not drop them, so it is logged and tried again at the next
+      // wake-up (not at once: a failing statement must not spin).
+      try {
+        const more = await claimLimitedOnSession(args.session, { ...claimArgs, limit: free - plain.rows.length, limited })
+        if (more.retryInMs !== null) scheduleRetry(more.retryInMs)
+        return [...plain.rows, ...more.rows]
+      } catch (err) {
+        log.error({ err }, 'limited claim failed')
+        return plain.rows
+      }
     }
     const { rows, retryInMs } = await claimLimitedOnSession(args.session, { ...claimArgs, limited })
     // Jobs waited for a rate-limit token: claim again when the bucket refills.
