@@ -68,7 +68,7 @@ export async function enqueueMany<P = unknown>(
         insertIdx.push(i)
       } else sharers.push([i, first])
     }
-    const { inserted, refused } = await jobs.insertMany(db, insertIdx.map((i) => rows[i]!))
+    const { inserted, refused } = await insertCapped(db, insertIdx.map((i) => rows[i]!))
     if (refused.length > 0) throw await capacityError(db, refused)
     const insertedKeys = new Set(inserted.filter((r) => r.dedupe_key !== null).map((r) => `${r.store_id}\u0000${r.dedupe_key}`))
     const createdIdx = insertIdx.filter((i) => {
@@ -127,6 +127,26 @@ function newJob<P>(row: jobs.NewJobRow, spec: EnqueueSpec<P>, inserted: jobs.Ins
   }
 }
 
+/**
+ * Inserts rows; when a store of the batch has a live-job cap, again with
+ * those stores' rows locked (in a transaction: the caller's, or a new one), so
+ * concurrent enqueues count one after another and the cap holds exactly.
+ * Stores without a cap take one statement, as before.
+ */
+async function insertCapped(
+  db: Executor,
+  rows: ReadonlyArray<jobs.NewJobRow>,
+  options: { readonly coalescing?: boolean } = {},
+): Promise<{ inserted: jobs.InsertedRow[]; refused: jobs.RefusedStore[] }> {
+  const first = await jobs.insertMany(db, rows, options)
+  if (first.needsLock.length === 0) return first
+  const locked = async (trx: Executor) => {
+    await jobs.lockStores(trx, first.needsLock)
+    return jobs.insertMany(trx, rows, { ...options, storesLocked: true })
+  }
+  return db.isTransaction ? locked(db) : db.transaction().execute(locked)
+}
+
 /** A coalescing job that keeps being claimed between our merge and our insert is retried this often. */
 const COALESCE_ROUNDS = 5
 
@@ -152,7 +172,7 @@ async function coalesceOne<P>(db: Executor, row: jobs.NewJobRow, spec: EnqueueSp
     }
     await coalesce.sealFull(db, { storeId: row.storeId, type: row.type, key, maxBatch: settings.maxBatch })
     const open = { ...row, runAt: row.runAt ?? new Date(Date.now() + settings.maxDelayMs) }
-    const { inserted, refused } = await jobs.insertMany(db, [open], { coalescing: true })
+    const { inserted, refused } = await insertCapped(db, [open], { coalescing: true })
     if (refused.length > 0) throw await capacityError(db, refused)
     // Nothing inserted: another enqueue opened the job first; fold into it.
     if (inserted[0]) return { job: newJob<P>(open, spec, inserted[0]), deduped: false, coalesced: false }

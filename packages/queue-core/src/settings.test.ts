@@ -1,5 +1,6 @@
 import { Type } from 'typebox'
 import { describe, expect, it } from 'vitest'
+import { connect } from './db/connect.ts'
 import { enqueue, enqueueMany } from './enqueue.ts'
 import { StoreCapacityError, ValidationError } from './errors.ts'
 import { defineHandler } from './handler.ts'
@@ -51,6 +52,34 @@ describe('store live-job cap', () => {
     const refused = (await enqueue(t.db.kysely, { type: 'test.noop', storeId: 'busy' }).catch((e: unknown) => e)) as StoreCapacityError
     expect(refused).toBeInstanceOf(StoreCapacityError)
     expect(refused.retryAfterMs).toBe(1_000)
+  })
+})
+
+describe('store live-job cap under concurrent enqueues', () => {
+  it('holds exactly when many connections race for the last places', async () => {
+    await setStoreLiveJobCap(t.db.kysely, 'race', 20)
+    const pools = Array.from({ length: 10 }, () => connect({ connectionString: t.url, max: 1 }))
+    const outcomes: Array<'ok' | 'refused'> = []
+    try {
+      await Promise.all(
+        pools.map(async (db) => {
+          for (let i = 0; i < 5; i++) {
+            try {
+              await enqueue(db.kysely, { type: 'test.noop', storeId: 'race' })
+              outcomes.push('ok')
+            } catch (err) {
+              if (!(err instanceof StoreCapacityError)) throw err
+              outcomes.push('refused')
+            }
+          }
+        }),
+      )
+    } finally {
+      await Promise.all(pools.map((p) => p.close()))
+    }
+    expect(outcomes.filter((o) => o === 'ok')).toHaveLength(20)
+    expect(outcomes.filter((o) => o === 'refused')).toHaveLength(30)
+    expect(await liveJobs('race')).toBe(20)
   })
 })
 

@@ -72,15 +72,16 @@ export interface RefusedStore {
  *
  * Stores with a live-job cap (stores.max_live_jobs) are counted first; if
  * the batch would take any of them past its cap, nothing is written and the
- * answer lists those stores instead. The count is a snapshot: two enqueues
- * racing for the last free places of one store can both pass (the cap is a
- * guard against runaway producers, not a lock).
+ * answer lists those stores instead. Unless `storesLocked` says the caller
+ * holds those stores' rows (lockStores earlier in its transaction), a batch
+ * with a capped store writes nothing and lists the stores in `needsLock`:
+ * two enqueues counting in their own snapshots could both take the last place.
  */
 export async function insertMany(
   db: Executor,
   rows: ReadonlyArray<NewJobRow>,
-  options: { readonly coalescing?: boolean } = {},
-): Promise<{ inserted: InsertedRow[]; refused: RefusedStore[] }> {
+  options: { readonly coalescing?: boolean; readonly storesLocked?: boolean } = {},
+): Promise<{ inserted: InsertedRow[]; refused: RefusedStore[]; needsLock: string[] }> {
   // One arbiter index per statement: the dedupe key for plain jobs, the open
   // coalescing job for coalescing ones (untargeted ON CONFLICT checked every
   // unique index for every row: 4% of a bulk enqueue, measured).
@@ -88,7 +89,8 @@ export async function insertMany(
     ? sql.raw(`(store_id, type, coalesce_key) where coalesce_key is not null and state in ('scheduled', 'pending', 'paused')`)
     : sql.raw('(store_id, dedupe_key) where dedupe_key is not null')
   const name = options.coalescing ? 'backroom_insert_coalescing_v1' : 'backroom_insert_v7'
-  if (rows.length === 0) return { inserted: [], refused: [] }
+  if (rows.length === 0) return { inserted: [], refused: [], needsLock: [] }
+  const locked = options.storesLocked === true
   const col = <K extends keyof NewJobRow>(k: K) => rows.map((r) => r[k])
   const result = await sql<InsertedRow & { refused_cap: number | null; refused_live: number | null; refused_incoming: number | null }>`${sql.raw(preparedMarker(name))}
     with input as (
@@ -113,7 +115,10 @@ export async function insertMany(
       from stores s join totals t on t.store_id = s.store_id
       where s.max_live_jobs is not null
     ),
-    over as (select * from refused where live + incoming > cap),
+    -- Counted in this statement's snapshot, a cap is exact only while the
+    -- caller holds the capped stores' rows (lockStores, then a new statement):
+    -- without that, write nothing and ask for the lock.
+    over as (select * from refused where not ${locked}::boolean or live + incoming > cap),
     -- A type whose jobs carry rate keys is claimed through the limited claim,
     -- which spends the tokens (marked once; later enqueues change nothing).
     rate_typed as (
@@ -153,17 +158,29 @@ export async function insertMany(
            (select count(*) from notified) as notified
     from ins
     union all
-    select null, store_id, null, 'refused', null, null, cap, live, incoming, 0 from over
+    select null, store_id, null, case when ${locked}::boolean then 'refused' else 'needs_lock' end, null, null, cap, live, incoming, 0
+    from over
     order by id
   `.execute(db)
   const inserted: InsertedRow[] = []
   const refused: RefusedStore[] = []
+  const needsLock: string[] = []
   for (const r of result.rows) {
-    if (r.refused_cap !== null) {
+    if ((r.state as string) === 'needs_lock') needsLock.push(r.store_id)
+    else if (r.refused_cap !== null) {
       refused.push({ storeId: r.store_id, cap: r.refused_cap, live: r.refused_live ?? 0, incoming: r.refused_incoming ?? 0 })
     } else inserted.push(r)
   }
-  return { inserted, refused }
+  return { inserted, refused, needsLock }
+}
+
+/**
+ * Locks stores' rows (in store-id order, like the insert's own upsert) for
+ * the rest of the caller's transaction: enqueues to a capped store then count
+ * its live jobs one after another, so the cap is exact.
+ */
+export async function lockStores(db: Executor, storeIds: ReadonlyArray<string>): Promise<void> {
+  await sql`select 1 from stores where store_id = any(${[...storeIds]}::text[]) order by store_id for update`.execute(db)
 }
 
 /** Jobs of one store that finished in the last `windowMs` (job_history_store_idx). */
