@@ -5,13 +5,12 @@ import * as coalesce from './db/coalesce.ts'
 import * as jobs from './db/jobs.ts'
 import { toJob, type JobRow } from './db/rows.ts'
 import { StoreCapacityError, ValidationError } from './errors.ts'
+import { JOB_TYPE_NAME, MAX_ID_LENGTH, MAX_TYPE_LENGTH } from './validate.ts'
 import { PRIORITIES, type EnqueueResult, type EnqueueSpec, type Job, type Priority } from './types.ts'
 
 /** Where enqueue runs: our Kysely, a caller's Kysely transaction, or a caller's `pg` client. */
 export type EnqueueTarget = Executor | pg.ClientBase
 
-const MAX_ID_LENGTH = 64
-const MAX_TYPE_LENGTH = 128
 const MAX_DEDUPE_KEY_LENGTH = 255
 /** A deduped job can finish between our insert and our look-up; try again this often. */
 const DEDUPE_RETRIES = 3
@@ -208,7 +207,7 @@ function normalise<P>(spec: EnqueueSpec<P>, index: number, now: number): jobs.Ne
     throw new ValidationError(`jobs[${index}].${field}: ${message}`, { index, field })
   }
   if (typeof spec !== 'object' || spec === null) fail('', 'must be an object')
-  if (typeof spec.type !== 'string' || !/^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$/.test(spec.type) || spec.type.length > MAX_TYPE_LENGTH) {
+  if (typeof spec.type !== 'string' || !JOB_TYPE_NAME.test(spec.type) || spec.type.length > MAX_TYPE_LENGTH) {
     fail('type', 'must be a lowercase dotted name such as sync.inventory')
   }
   if (typeof spec.storeId !== 'string' || spec.storeId.length === 0 || spec.storeId.length > MAX_ID_LENGTH) {

@@ -1,21 +1,7 @@
 import type { Executor } from './db/database.ts'
 import * as settings from './db/settings.ts'
 import { ValidationError } from './errors.ts'
-
-const MAX_ID_LENGTH = 64
-const TYPE_NAME = /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$/
-
-function checkStore(storeId: string): void {
-  if (typeof storeId !== 'string' || storeId.length === 0 || storeId.length > MAX_ID_LENGTH) {
-    throw new ValidationError(`storeId must be a string of 1 to ${MAX_ID_LENGTH} characters`, { field: 'storeId' })
-  }
-}
-
-function checkType(type: string): void {
-  if (typeof type !== 'string' || !TYPE_NAME.test(type) || type.length > 128) {
-    throw new ValidationError('type must be a lowercase dotted name such as sync.inventory', { field: 'type' })
-  }
-}
+import { checkJobType, checkStoreId } from './validate.ts'
 
 function checkLimit(field: string, value: number | null | undefined): void {
   if (value === null || value === undefined) return
@@ -36,7 +22,7 @@ function checkPositive(field: string, value: number | null | undefined): void {
  * virtual start time it was given.
  */
 export async function setStoreWeight(db: Executor, storeId: string, weight: number): Promise<void> {
-  checkStore(storeId)
+  checkStoreId(storeId)
   checkPositive('weight', weight)
   await settings.upsertStoreWeight(db, { storeId, weight })
 }
@@ -47,7 +33,7 @@ export async function setStoreWeight(db: Executor, storeId: string, weight: numb
  * nothing.
  */
 export async function setStoreLiveJobCap(db: Executor, storeId: string, cap: number | null): Promise<void> {
-  checkStore(storeId)
+  checkStoreId(storeId)
   checkLimit('cap', cap)
   await settings.upsertStoreLiveCap(db, { storeId, cap })
 }
@@ -69,7 +55,7 @@ export async function setStoreLiveJobCap(db: Executor, storeId: string, cap: num
  * await configureJobType(db.kysely, 'export.marketplace', { maxRunning: 50 })
  */
 export async function configureJobType(db: Executor, type: string, columns: settings.JobTypeColumns): Promise<void> {
-  checkType(type)
+  checkJobType(type)
   checkPositive('cost', columns.cost)
   checkLimit('maxRunning', columns.maxRunning)
   checkLimit('maxRunningPerStore', columns.maxRunningPerStore)
@@ -91,8 +77,8 @@ export async function configureJobType(db: Executor, type: string, columns: sett
 
 /** One store's own running limit for a job type, over the type's per-store default; null removes it. */
 export async function setStoreTypeLimit(db: Executor, storeId: string, type: string, maxRunning: number | null): Promise<void> {
-  checkStore(storeId)
-  checkType(type)
+  checkStoreId(storeId)
+  checkJobType(type)
   checkLimit('maxRunning', maxRunning)
   await settings.upsertStoreTypeLimit(db, { storeId, type, maxRunning })
 }

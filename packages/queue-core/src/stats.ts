@@ -1,6 +1,7 @@
 import type { Executor } from './db/database.ts'
 import * as stats from './db/stats.ts'
 import { ValidationError } from './errors.ts'
+import { checkStoreId } from './validate.ts'
 
 export const DEFAULT_FAIRNESS_WINDOW_MS = 5 * 60_000
 export const DEFAULT_FAIRNESS_LIMIT = 100
@@ -8,7 +9,6 @@ export const DEFAULT_FAIRNESS_LIMIT = 100
 const MIN_WINDOW_MS = 1_000
 const MAX_WINDOW_MS = 86_400_000
 const MAX_LIMIT = 1_000
-const MAX_ID_LENGTH = 64
 
 /** How one store fared over a window: what it got against what its weight entitles it to. */
 export interface StoreFairness {
@@ -66,9 +66,7 @@ export async function fairnessStats(
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
     throw new ValidationError(`limit must be an integer from 1 to ${MAX_LIMIT}`, { field: 'limit' })
   }
-  if (storeId !== null && (typeof storeId !== 'string' || storeId.length === 0 || storeId.length > MAX_ID_LENGTH)) {
-    throw new ValidationError(`storeId must be a string of 1 to ${MAX_ID_LENGTH} characters, or null for all stores`, { field: 'storeId' })
-  }
+  if (storeId !== null) checkStoreId(storeId)
   const rows = await stats.fairnessByStore(db, { windowMs, storeId, limit })
   // db/rows.ts is the house place for row conversion; this shape is private to stats and kept beside its only user.
   const stores = rows.map((r) => ({

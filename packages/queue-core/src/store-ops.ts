@@ -1,6 +1,7 @@
 import type { Executor } from './db/database.ts'
 import * as ops from './db/store-ops.ts'
 import { ValidationError } from './errors.ts'
+import { checkJobType, checkStoreId } from './validate.ts'
 
 /** Rows one bulk call changes at most, unless told otherwise. */
 export const DEFAULT_BULK_LIMIT = 1_000
@@ -22,13 +23,9 @@ export interface StoreOpResult {
 }
 
 function check(storeId: string, options: StoreOpOptions): { type: string | null; limit: number } {
-  if (typeof storeId !== 'string' || storeId.length === 0 || storeId.length > 64) {
-    throw new ValidationError('storeId must be a string of 1 to 64 characters', { field: 'storeId' })
-  }
+  checkStoreId(storeId)
   const type = options.type ?? null
-  if (type !== null && (typeof type !== 'string' || type.length === 0 || type.length > 128)) {
-    throw new ValidationError('type must be a job type name', { field: 'type' })
-  }
+  if (type !== null) checkJobType(type)
   const limit = options.limit ?? DEFAULT_BULK_LIMIT
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_BULK_LIMIT) {
     throw new ValidationError(`limit must be an integer from 1 to ${MAX_BULK_LIMIT}`, { field: 'limit' })

@@ -1,8 +1,8 @@
 import { sql, type RawBuilder } from 'kysely'
 import type { Executor } from './database.ts'
 import type { ClaimedJobRow } from './rows.ts'
-import { claimPicked, type ClaimArgs } from './claim.ts'
-import { available, recoveredRate } from './rate-limits.ts'
+import { claimPicked, LIMITED_TYPES, type ClaimArgs } from './claim.ts'
+import { available, msUntilTokens, recoveredRate } from './rate-limits.ts'
 
 /** Advisory-lock namespace of the per-type claim locks ("brlt"); the second key is hashtext(type). */
 const LIMIT_LOCK_NAMESPACE = 0x62726c74
@@ -17,18 +17,15 @@ const CANDIDATES_PER_SLOT = 1
 const EXTRA_CANDIDATES = 32
 
 /**
- * Job types under a concurrency limit, among `types` (null: any): a per-type
- * platform limit, a per-store default, or a store's own limit.
+ * Job types whose claims take the limited path, among `types` (null: any):
+ * see LIMITED_TYPES, the one definition.
  */
 export async function limitedTypes(db: Executor, types: ReadonlyArray<string> | null): Promise<string[]> {
   const list = types === null ? null : [...types]
   const result = await sql<{ type: string }>`
-    select type from job_types
-    where (max_running is not null or max_running_per_store is not null or rate_limited)
-      and (${list}::text[] is null or type = any(${list}::text[]))
-    union
-    select distinct type from store_type_limits where ${list}::text[] is null or type = any(${list}::text[])
-    order by type
+    select t as type from unnest(${LIMITED_TYPES}) t
+    where ${list}::text[] is null or t = any(${list}::text[])
+    order by t
   `.execute(db)
   return result.rows.map((r) => r.type)
 }
@@ -167,8 +164,7 @@ export function claimLimitedStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow
       from rate_demand d
       where r.key = d.key
       returning r.key, r.last_granted as granted, d.c as asked,
-                (case when r.refreshed_at > now() then extract(epoch from r.refreshed_at - now()) * 1000
-                      else 1000 / r.rate end)::float8 as next_token_ms
+                ${msUntilTokens('r', 1)} as next_token_ms
     ),
     first_chosen as (
       select o.id from ordered o where o.rate_key is null or o.rate_key not in (select key from grants)

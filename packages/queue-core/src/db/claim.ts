@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { sql, type Kysely, type RawBuilder } from 'kysely'
 import { preparedMarker } from './prepared.ts'
 import type { Database, Executor } from './database.ts'
-import type { ClaimedJobRow } from './rows.ts'
+import { epochMs, type ClaimedJobRow } from './rows.ts'
 import type { Fence } from '../types.ts'
 
 /** Arguments of {@link claimBatch}. */
@@ -107,18 +107,21 @@ export async function claimBatchOnSession(session: Executor, args: ClaimArgs): P
  */
 export function claimStatement(args: ClaimArgs): RawBuilder<ClaimedJobRow> {
   const types = args.types === null ? null : [...args.types]
-  return sql<ClaimedJobRow>`${sql.raw(preparedMarker('backroom_claim_v4'))}
-    with picked as (
+  return sql<ClaimedJobRow>`${sql.raw(preparedMarker('backroom_claim_v5'))}
+    with limited as (select ${LIMITED_TYPES} as types),
+    picked as (
       select id from jobs
       where state = 'pending'
         and (${types}::text[] is null or type = any(${types}::text[]))
-        and type <> all(${LIMITED_TYPES})
+        and type <> all((select types from limited)::text[])
       order by claim_priority, vtime, id
       limit ${args.limit}
       for update skip locked
     ),
-    ${claimPicked(args, { retryHint: sql<number | null>`(case when ${types}::text[] is null then nullif(cardinality(${LIMITED_TYPES}), 0)
-      when exists (select 1 from unnest(${types}::text[]) t where t = any(${LIMITED_TYPES})) then 0 end)` })}
+    ${claimPicked(args, {
+      retryHint: sql<number | null>`(select 0::float8 from limited l
+        where cardinality(l.types) > 0 and (${types}::text[] is null or l.types && ${types}::text[]))`,
+    })}
   `
 }
 
@@ -183,9 +186,6 @@ const CLAIMED_COLUMNS = [
   'id', 'type', 'queue', 'store_id', 'user_id', 'priority', 'state', 'attempt', 'max_attempts', 'payload', 'dedupe_key', 'progress',
   'errors', 'lease_token', 'locked_by', 'cancel_requested', 'run_at_ms', 'created_at_ms', 'started_at_ms', 'locked_until_ms',
 ]
-
-/** A timestamp as float8 epoch milliseconds (pg returns float8 as a number). */
-const epochMs = (column: RawBuilder<unknown>): RawBuilder<number> => sql<number>`(extract(epoch from ${column}) * 1000)::float8`
 
 /** A running job whose lease is still held, after an extension. */
 export interface HeldLease {

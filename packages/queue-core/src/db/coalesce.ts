@@ -2,6 +2,7 @@ import { sql } from 'kysely'
 import type { Executor } from './database.ts'
 import { NOTIFY_CHANNEL } from '../config.ts'
 import { runnableState } from './pauses.ts'
+import { epochMs } from './rows.ts'
 
 /** A job type's coalescing settings (job_types), or null when it does not coalesce. */
 export interface CoalesceSettings {
@@ -59,7 +60,7 @@ export async function mergeIntoOpen(
     where j.store_id = ${args.storeId} and j.type = ${args.type} and j.coalesce_key = ${args.key}
       and j.state in ('scheduled', 'pending', 'paused') and j.coalesced < ${c.maxBatch}
     returning j.id, j.state, j.coalesced, j.payload,
-              (extract(epoch from j.run_at) * 1000)::float8 as run_at_ms, (extract(epoch from j.created_at) * 1000)::float8 as created_at_ms
+              ${epochMs(sql.ref('j.run_at'))} as run_at_ms, ${epochMs(sql.ref('j.created_at'))} as created_at_ms
   `.execute(db)
   return result.rows[0]
 }

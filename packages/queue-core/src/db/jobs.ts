@@ -1,6 +1,6 @@
 import { sql } from 'kysely'
 import type { Executor } from './database.ts'
-import type { JobRow } from './rows.ts'
+import { epochMs, type JobRow } from './rows.ts'
 import { notifyChanges } from './history.ts'
 import { preparedMarker } from './prepared.ts'
 import { runnableState } from './pauses.ts'
@@ -153,7 +153,7 @@ export async function insertMany(
     moved as (select state from ins),
     ${notifyChanges()}
     select id, store_id, dedupe_key, state,
-           (extract(epoch from run_at) * 1000)::float8 as run_at_ms, (extract(epoch from created_at) * 1000)::float8 as created_at_ms,
+           ${epochMs(sql.ref('run_at'))} as run_at_ms, ${epochMs(sql.ref('created_at'))} as created_at_ms,
            null::int as refused_cap, null::int as refused_live, null::int as refused_incoming,
            (select count(*) from notified) as notified
     from ins

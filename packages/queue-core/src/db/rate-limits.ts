@@ -23,6 +23,11 @@ export const recoveredRate = (r: string): RawBuilder<number> =>
   sql<number>`(case when now() < ${sql.raw(r)}.refreshed_at then ${sql.raw(r)}.rate
     else least(${sql.raw(r)}.max_rate, ${sql.raw(r)}.rate + ${sql.raw(r)}.max_rate / ${sql.raw(r)}.recovery_s * ${elapsed(r)}) end)`
 
+/** Milliseconds until the bucket holds `n` tokens (at least 1): after a Retry-After pause, or at the current rate. */
+export const msUntilTokens = (r: string, n: number): RawBuilder<number> =>
+  sql<number>`(case when now() < ${sql.raw(r)}.refreshed_at then extract(epoch from ${sql.raw(r)}.refreshed_at - now()) * 1000
+    else greatest(1, (${n}::float8 - ${available(r)}) / ${recoveredRate(r)} * 1000) end)::float8`
+
 /** Creates or changes a bucket; a new one starts full, at its full rate. */
 export async function upsertRateLimit(
   db: Executor,
@@ -78,9 +83,7 @@ export async function takeTokens(db: Executor, args: { key: string; n: number })
       returning 1
     )
     select (select count(*) from taken)::int as took,
-           (select case when now() < r.refreshed_at then extract(epoch from r.refreshed_at - now()) * 1000
-                        else greatest(1, (${args.n} - ${available('r')}) / ${recoveredRate('r')} * 1000) end
-            from rate_limits r where r.key = ${args.key})::float8 as wait_ms
+           (select ${msUntilTokens('r', args.n)} from rate_limits r where r.key = ${args.key}) as wait_ms
   `.execute(db)
   const row = result.rows[0]
   return { took: (row?.took ?? 0) > 0, waitMs: row?.wait_ms ?? null }
