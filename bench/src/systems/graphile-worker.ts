@@ -22,7 +22,7 @@
 // row gone, handled = enqueued is what shows each job ran exactly once.
 import pg from 'pg'
 import { Logger, makeWorkerUtils, run, type Runner, type WorkerUtils } from 'graphile-worker'
-import { spawnPeerChildren } from './peer-children.ts'
+import { startPeerWorkers } from './peer-children.ts'
 import type { BenchJob, BenchSystem, BenchWorkers } from './system.ts'
 import { progress } from '../progress.ts'
 import { explainAnalyze, recordQueries, sameValue, waitFor, withValue, type CapturedFetch } from './scale-hooks.ts'
@@ -227,23 +227,12 @@ function graphile(variant: GraphileVariant): BenchSystem {
       enqueued++
     },
     async startWorkers({ concurrency, processes, onStart }): Promise<BenchWorkers> {
-      let workers: BenchWorkers
-      if (processes === 1) {
-        let handled = 0
-        const worker = await connectGraphileWorker({
-          url,
-          variant,
-          concurrency,
-          onJob: (payload) => {
-            handled++
-            onStart?.(payload)
-          },
-        })
-        await worker.start()
-        workers = { handled: async () => handled, stop: () => worker.stop() }
-      } else {
-        workers = await spawnPeerChildren({ system: 'graphile', variant, url, concurrency }, processes)
-      }
+      const workers = await startPeerWorkers({
+        spec: { system: 'graphile', variant, url, concurrency },
+        processes,
+        onStart,
+        connect: (onJob) => connectGraphileWorker({ url, variant, concurrency, onJob }),
+      })
       lastHandled = workers.handled
       return workers
     },

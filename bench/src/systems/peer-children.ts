@@ -26,6 +26,27 @@ export function spawnPeerChildren(spec: PeerChildSpec, processes: number): Promi
 }
 
 /**
+ * A peer's workers for one measurement: in this process when `processes` is 1
+ * (counting handler calls and passing each payload to `onStart`), else as
+ * peer-child processes.
+ */
+export async function startPeerWorkers(args: {
+  readonly spec: PeerChildSpec
+  readonly processes: number
+  readonly onStart?: (payload: Record<string, unknown>) => void
+  readonly connect: (onJob: (payload: Record<string, unknown>) => void) => Promise<{ start(): Promise<void>; stop(): Promise<void> }>
+}): Promise<BenchWorkers> {
+  if (args.processes !== 1) return spawnPeerChildren(args.spec, args.processes)
+  let handled = 0
+  const worker = await args.connect((payload) => {
+    handled++
+    args.onStart?.(payload)
+  })
+  await worker.start()
+  return { handled: async () => handled, stop: () => worker.stop() }
+}
+
+/**
  * Spawns `processes` worker processes running `script` (under tsx, with the
  * source condition) that speak the bench child protocol: print `handled N`
  * lines, start on a stdin line, exit on SIGTERM. Resolves once all are ready,

@@ -24,7 +24,7 @@
 // failed/retry/cancelled, duplicate ids, and handler calls beyond the jobs enqueued.
 import pg from 'pg'
 import { PgBoss, type ConstructorOptions, type Queue, type WorkOptions } from 'pg-boss'
-import { spawnPeerChildren } from './peer-children.ts'
+import { startPeerWorkers } from './peer-children.ts'
 import type { BenchJob, BenchSystem, BenchWorkers } from './system.ts'
 import { explainAnalyze, fillInBatches, waitFor, type CapturedFetch, type CapturedQuery } from './scale-hooks.ts'
 
@@ -181,23 +181,12 @@ function pgBoss(variant: PgBossVariant): BenchSystem {
       enqueued++
     },
     async startWorkers({ concurrency, processes, onStart }): Promise<BenchWorkers> {
-      let workers: BenchWorkers
-      if (processes === 1) {
-        let handled = 0
-        const worker = await connectPgBossWorker({
-          url,
-          variant,
-          concurrency,
-          onJob: (payload) => {
-            handled++
-            onStart?.(payload)
-          },
-        })
-        await worker.start()
-        workers = { handled: async () => handled, stop: () => worker.stop() }
-      } else {
-        workers = await spawnPeerChildren({ system: 'pgboss', variant, url, concurrency }, processes)
-      }
+      const workers = await startPeerWorkers({
+        spec: { system: 'pgboss', variant, url, concurrency },
+        processes,
+        onStart,
+        connect: (onJob) => connectPgBossWorker({ url, variant, concurrency, onJob }),
+      })
       lastHandled = workers.handled
       return workers
     },
