@@ -1,9 +1,11 @@
 /**
- * `pnpm migrate`: applies pending infra/migrations/*.sql to DATABASE_URL and
+ * `pnpm migrate`: applies pending infra/migrations/*.sql (the queue's), then
+ * infra/migrations/shop/*.sql (the domain tables'), to DATABASE_URL and
  * prints the names applied. Safe to run at any time, from several places at
  * once (advisory-locked). The services also migrate at start-up; this is for
  * release steps and for looking before starting.
  */
+import { migrateShop } from '@backroom/handlers'
 import { migrate } from '@backroom/queue-core'
 import { describeDatabaseUrl, redactDatabaseUrl } from './lib/describe-database-url.ts'
 
@@ -14,7 +16,7 @@ if (!url) {
 }
 
 try {
-  const applied = await migrate({ connectionString: url })
+  const applied = [...(await migrate({ connectionString: url })), ...(await migrateShop(url))]
   if (applied.length === 0) console.log(`${describeDatabaseUrl(url)} is up to date`)
   for (const name of applied) console.log(`applied ${name}`)
 } catch (err) {

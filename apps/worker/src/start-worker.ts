@@ -1,4 +1,4 @@
-import { connect, createWorkerPool, migrate, type Handler, type WorkerPool } from '@backroom/queue-core'
+import { connect, createWorkerPool, migrate, type Db, type Handler, type WorkerPool } from '@backroom/queue-core'
 import type { Logger } from 'pino'
 import type { WorkerConfig } from './config.ts'
 
@@ -12,7 +12,8 @@ export interface RunningWorker {
 /**
  * Brings a worker up: applies pending migrations (idempotent, advisory-locked,
  * so several workers starting together are safe), opens the database pool and
- * starts a worker pool over `handlers`.
+ * starts a worker pool over `handlers`. Further migration sets (the shop's
+ * domain tables) are applied after the queue's.
  *
  * @example
  * const worker = await startWorker({ config, handlers, log })
@@ -20,11 +21,15 @@ export interface RunningWorker {
  */
 export async function startWorker(args: {
   readonly config: WorkerConfig
-  readonly handlers: ReadonlyArray<Handler>
+  /** The handlers, or how to build them over the worker's database pool. */
+  readonly handlers: ReadonlyArray<Handler> | ((db: Db) => ReadonlyArray<Handler>)
+  /** Further migration sets to apply after the queue's (the shop's domain tables). */
+  readonly migrations?: ReadonlyArray<(connectionString: string) => Promise<string[]>>
   readonly log: Logger
 }): Promise<RunningWorker> {
   const { config, log } = args
   const applied = await migrate({ connectionString: config.databaseUrl })
+  for (const more of args.migrations ?? []) applied.push(...(await more(config.databaseUrl)))
   if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied')
   const db = connect({
     connectionString: config.databaseUrl,
@@ -36,7 +41,7 @@ export async function startWorker(args: {
     const pool = createWorkerPool({
       db: db.kysely,
       connectionString: config.databaseUrl,
-      handlers: args.handlers,
+      handlers: typeof args.handlers === 'function' ? args.handlers(db) : args.handlers,
       types: config.types ?? undefined,
       concurrency: config.concurrency,
       prefetch: config.prefetch,

@@ -1,10 +1,6 @@
-import { createRegistry, type Handler, type HandlerRegistry } from '@backroom/queue-core'
-import { canary } from './system/canary.ts'
-
-/** Every job type's handler; the worker runs these. */
-export const handlers: ReadonlyArray<Handler> = [canary]
-
-/** The handlers by type. */
-export const registry: HandlerRegistry = createRegistry(handlers)
-
-export { canary }
+export { createHandlers } from './create-handlers.ts'
+export { handlerDeps, type HandlerDeps } from './lib/deps.ts'
+export { migrateShop, SHOP_MIGRATIONS_DIR, SHOP_LEDGER } from './lib/shop-migrations.ts'
+export type { ShopDatabase } from './lib/shop-database.ts'
+export { jobTypes } from './schemas.ts'
+export { canary } from './system/canary.ts'

@@ -9,4 +9,7 @@ export const payloadSchemas: Readonly<Record<string, TSchema>> = {
   'system.canary': CanaryPayload,
 }
 
+/** Every job type this package defines (the keys of payloadSchemas). */
+export const jobTypes: ReadonlyArray<string> = Object.keys(payloadSchemas)
+
 export { CanaryPayload }

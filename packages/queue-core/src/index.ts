@@ -53,7 +53,7 @@ export { fairnessStats, type FairnessStatsOptions, type StoreFairness } from './
 export { explainClaim } from './db/claim.ts'
 export { nextRunAt } from './retry.ts'
 export { defineHandler, createRegistry, type Handler, type HandlerContext, type HandlerDefinition, type HandlerRegistry } from './handler.ts'
-export { migrate, readMigrations, MigrationChecksumError, DEFAULT_MIGRATIONS_DIR } from './migrate.ts'
+export { migrate, readMigrations, MigrationChecksumError, DEFAULT_MIGRATIONS_DIR, type MigrateOptions } from './migrate.ts'
 export { createWorkerPool, type WorkerPool, type WorkerPoolOptions } from './worker/worker-pool.ts'
 export type { RunOutcome } from './worker/executor.ts'
 export { createRescuer } from './maintenance/rescuer.ts'

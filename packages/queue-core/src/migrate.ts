@@ -47,6 +47,19 @@ export async function readMigrations(dir: string = DEFAULT_MIGRATIONS_DIR): Prom
   return files
 }
 
+/** Options of {@link migrate}. */
+export interface MigrateOptions {
+  readonly connectionString: string
+  /** Folder of `NNNN_name.sql` files; default the queue's infra/migrations. */
+  readonly dir?: string
+  /**
+   * Table that records what was applied (default `schema_migrations`). A
+   * separate set of migrations, such as the shop's domain tables, keeps its
+   * own ledger so its numbering never collides with the queue's.
+   */
+  readonly ledger?: string
+}
+
 /**
  * Applies pending migrations in order under a session advisory lock, so two
  * processes starting at once apply each file exactly once. Refuses to run
@@ -56,15 +69,16 @@ export async function readMigrations(dir: string = DEFAULT_MIGRATIONS_DIR): Prom
  * session-scoped, which transaction-mode poolers do not keep; point
  * `connectionString` at the database directly.
  */
-export async function migrate(options: { connectionString: string; dir?: string }): Promise<string[]> {
+export async function migrate(options: MigrateOptions): Promise<string[]> {
+  const ledger = migrations.checkLedger(options.ledger ?? migrations.DEFAULT_LEDGER)
   const files = await readMigrations(options.dir)
   const client = new pg.Client({ connectionString: options.connectionString, application_name: 'backroom-migrate' })
   await client.connect()
   try {
     await migrations.lockMigrations(client)
     try {
-      await migrations.ensureMigrationsTable(client)
-      const applied = new Map((await migrations.listApplied(client)).map((m) => [m.id, m]))
+      await migrations.ensureMigrationsTable(client, ledger)
+      const applied = new Map((await migrations.listApplied(client, ledger)).map((m) => [m.id, m]))
       const done: string[] = []
       for (const file of files) {
         const previous = applied.get(file.id)
@@ -72,7 +86,7 @@ export async function migrate(options: { connectionString: string; dir?: string 
           if (previous.checksum !== file.checksum) throw new MigrationChecksumError(file.name)
           continue
         }
-        await migrations.applyMigration(client, file)
+        await migrations.applyMigration(client, file, ledger)
         done.push(file.name)
       }
       return done

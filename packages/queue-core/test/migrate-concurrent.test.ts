@@ -120,3 +120,23 @@ describe('migrate after an applied file changed', () => {
     }
   })
 })
+
+describe('migrate with a second ledger', () => {
+  it('keeps another set of migrations apart from the queue: same numbers, own table', async () => {
+    const { url, client } = await emptyDatabase()
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'backroom-ledger-'))
+    tempDirs.push(dir)
+    try {
+      await writeFile(path.join(dir, '0001_domain_table.sql'), 'create table domain_things (id int primary key);\n')
+      await migrate({ connectionString: url })
+      expect(await migrate({ connectionString: url, dir, ledger: 'domain_migrations' })).toEqual(['0001_domain_table'])
+      expect(await migrate({ connectionString: url, dir, ledger: 'domain_migrations' })).toEqual([])
+      await expectSchemaOnce(client)
+      const domain = await client.query('select id, name from domain_migrations')
+      expect(domain.rows).toEqual([{ id: 1, name: '0001_domain_table' }])
+      await expect(migrate({ connectionString: url, dir, ledger: 'bad; drop table jobs' })).rejects.toThrow(/lowercase table name/)
+    } finally {
+      await client.end()
+    }
+  })
+})

@@ -3,7 +3,7 @@ import type pg from 'pg'
 /** Key of the session advisory lock that serialises migrators (any fixed bigint). */
 const MIGRATION_LOCK_KEY = 7_426_031_118
 
-/** A migration already recorded in `schema_migrations`. */
+/** A migration already recorded in a ledger (`schema_migrations` for the queue). */
 export interface AppliedMigration {
   readonly id: number
   readonly name: string
@@ -20,10 +20,22 @@ export async function unlockMigrations(client: pg.ClientBase): Promise<void> {
   await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY])
 }
 
+/** The queue's ledger; other migration sets (the shop's domain tables) keep their own. */
+export const DEFAULT_LEDGER = 'schema_migrations'
+
+/**
+ * A ledger name is spliced into SQL as an identifier (it cannot be a
+ * parameter), so only plain lowercase names pass.
+ */
+export function checkLedger(ledger: string): string {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(ledger)) throw new Error(`migration ledger must be a lowercase table name, got ${JSON.stringify(ledger)}`)
+  return ledger
+}
+
 /** Creates the bookkeeping table on first use. */
-export async function ensureMigrationsTable(client: pg.ClientBase): Promise<void> {
+export async function ensureMigrationsTable(client: pg.ClientBase, ledger: string = DEFAULT_LEDGER): Promise<void> {
   await client.query(`
-    create table if not exists schema_migrations (
+    create table if not exists ${checkLedger(ledger)} (
       id         integer     primary key,
       name       text        not null,
       checksum   text        not null,
@@ -32,8 +44,8 @@ export async function ensureMigrationsTable(client: pg.ClientBase): Promise<void
 }
 
 /** Every applied migration, in order. */
-export async function listApplied(client: pg.ClientBase): Promise<AppliedMigration[]> {
-  const result = await client.query<AppliedMigration>('select id, name, checksum from schema_migrations order by id')
+export async function listApplied(client: pg.ClientBase, ledger: string = DEFAULT_LEDGER): Promise<AppliedMigration[]> {
+  const result = await client.query<AppliedMigration>(`select id, name, checksum from ${checkLedger(ledger)} order by id`)
   return result.rows
 }
 
@@ -44,9 +56,10 @@ export async function listApplied(client: pg.ClientBase): Promise<AppliedMigrati
 export async function applyMigration(
   client: pg.ClientBase,
   m: { readonly id: number; readonly name: string; readonly checksum: string; readonly sql: string; readonly transactional: boolean },
+  ledger: string = DEFAULT_LEDGER,
 ): Promise<void> {
   const record = () =>
-    client.query('insert into schema_migrations (id, name, checksum) values ($1, $2, $3)', [m.id, m.name, m.checksum])
+    client.query(`insert into ${checkLedger(ledger)} (id, name, checksum) values ($1, $2, $3)`, [m.id, m.name, m.checksum])
   if (!m.transactional) {
     await client.query(m.sql)
     await record()

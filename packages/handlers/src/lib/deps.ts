@@ -1,0 +1,27 @@
+import type { Db } from '@backroom/queue-core'
+import { Kysely, PostgresDialect } from 'kysely'
+import type { ShopDatabase } from './shop-database.ts'
+
+/**
+ * What handlers are built from: the queue's database (enqueue child jobs,
+ * read rate limits), a view of the domain tables on the same pool, and the
+ * environment their clients read their endpoints and keys from.
+ */
+export interface HandlerDeps {
+  readonly db: Db
+  readonly shop: Kysely<ShopDatabase>
+  /** Provider endpoints and credentials (process.env in the worker). */
+  readonly env: Readonly<Record<string, string | undefined>>
+}
+
+/**
+ * Handler dependencies over an open queue database. The shop view shares the
+ * queue's pool and is not closed separately: closing `db` ends both.
+ *
+ * @example
+ * const handlers = createHandlers(handlerDeps(db, process.env))
+ */
+export function handlerDeps(db: Db, env: Readonly<Record<string, string | undefined>>): HandlerDeps {
+  const shop = new Kysely<ShopDatabase>({ dialect: new PostgresDialect({ pool: db.pool }) })
+  return { db, shop, env }
+}
