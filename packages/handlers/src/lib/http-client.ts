@@ -16,7 +16,10 @@ export interface UpstreamRequest {
   readonly url: string | URL
   readonly method?: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
   readonly headers?: Readonly<Record<string, string>>
-  /** A string or bytes as is; anything else is sent as JSON. */
+  /**
+   * A string, bytes or a byte stream (a large upload, never held in memory)
+   * as is; anything else is sent as JSON.
+   */
   readonly body?: unknown
   readonly timeoutMs?: number
   /** Sent as `Idempotency-Key` (see idempotencyKey()). */
@@ -45,8 +48,8 @@ export async function sendUpstream(ctx: CallContext, req: UpstreamRequest): Prom
   const timeout = AbortSignal.timeout(req.timeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS)
   const headers: Record<string, string> = { ...req.headers }
   if (req.idempotencyKey) headers['idempotency-key'] = req.idempotencyKey
-  let body: string | Uint8Array | undefined
-  if (typeof req.body === 'string' || req.body instanceof Uint8Array) body = req.body
+  let body: string | Uint8Array | ReadableStream<Uint8Array> | undefined
+  if (typeof req.body === 'string' || req.body instanceof Uint8Array || req.body instanceof ReadableStream) body = req.body
   else if (req.body !== undefined) {
     body = JSON.stringify(req.body)
     headers['content-type'] ??= 'application/json'
@@ -58,7 +61,9 @@ export async function sendUpstream(ctx: CallContext, req: UpstreamRequest): Prom
       headers,
       body,
       signal: AbortSignal.any([ctx.signal, timeout]),
-    })
+      // Required by fetch for a streamed request body.
+      ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
+    } as RequestInit)
   } catch (err) {
     // The run was aborted (cancel, shutdown): let the executor see its own reason.
     if (ctx.signal.aborted) throw ctx.signal.reason ?? err
