@@ -4,18 +4,10 @@ import { configureJobType } from '../settings.ts'
 import { useTestDatabase } from '../testing/use-test-database.ts'
 import { useClaimSettings } from './claim.ts'
 import { claimLimitedStatement } from './claim-limited.ts'
+import { connectClaimSession } from './connect.ts'
+import { planNodes as nodes, preparedGenericPlan, type PlanNode } from '../testing/query-plans.ts'
 
 const t = useTestDatabase()
-
-interface PlanNode {
-  'Node Type': string
-  'Relation Name'?: string
-  'Index Name'?: string
-  'Actual Rows': number
-  'Actual Loops': number
-  Plans?: PlanNode[]
-}
-const nodes = (plan: PlanNode): PlanNode[] => [plan, ...(plan.Plans ?? []).flatMap(nodes)]
 
 describe('the limited claim plan', () => {
   it('touches rows in proportion to the claim and the running set, not to the backlog', async () => {
@@ -36,13 +28,25 @@ describe('the limited claim plan', () => {
       `.execute(trx)
       return explained.rows[0]!['QUERY PLAN'][0]!.Plan
     })
-    const all = nodes(plan)
-    // Candidates (about LIMIT + 32) and the 500 running jobs are all a claim should read. A plan that joins
-    // the chosen ids against the backlog (it once did: 3.5 s per claim of 500) reads all 19,500 pending rows.
-    const readsOfJobs = all.filter((n) => n['Relation Name'] === 'jobs')
-    const worst = Math.max(...readsOfJobs.map((n) => n['Actual Rows'] * n['Actual Loops']))
-    expect(worst).toBeLessThan(2_000)
-    expect(all.some((n) => n['Node Type'] === 'Index Scan' && n['Index Name'] === 'jobs_claim_idx')).toBe(true)
-    expect(all.some((n) => n['Node Type'] === 'Seq Scan' && n['Relation Name'] === 'jobs')).toBe(false)
+    // The plan a worker reuses: the statement is prepared and forces its generic plan (claimLimitedOnSession).
+    const session = connectClaimSession(t.url)
+    const args = { workerId: 'w', leaseMs: 30_000, types: ['test.lim'] }
+    const generic = await preparedGenericPlan(
+      session.pool,
+      t.db.kysely,
+      { prepare: claimLimitedStatement({ ...args, limit: 0 }), explain: claimLimitedStatement({ ...args, limit: LIMIT }) },
+      { analyze: true },
+    ).finally(() => session.close())
+    for (const all of [nodes(plan), nodes(generic)]) {
+      // Candidates (about LIMIT + 32) and the 500 running jobs are all a claim should read. A plan that joins
+      // the chosen ids against the backlog (it once did: 3.5 s per claim of 500) reads all 19,500 pending rows.
+      const readsOfJobs = all.filter((n) => n['Relation Name'] === 'jobs')
+      const worst = Math.max(...readsOfJobs.map((n) => (n['Actual Rows'] ?? 0) * (n['Actual Loops'] ?? 0)))
+      expect(worst).toBeLessThan(2_000)
+      expect(all.some((n) => n['Node Type'] === 'Index Scan' && n['Index Name'] === 'jobs_claim_idx')).toBe(true)
+      expect(all.some((n) => n['Node Type'] === 'Seq Scan' && n['Relation Name'] === 'jobs')).toBe(false)
+    }
+    // Both claimed a full batch (the second behind the first).
+    expect(nodes(generic)[0]!['Actual Rows']).toBe(LIMIT)
   })
 })

@@ -4,44 +4,9 @@ import { enqueueMany } from '../enqueue.ts'
 import { useTestDatabase } from '../testing/use-test-database.ts'
 import { claimBatch, claimStatement, useClaimSettings } from './claim.ts'
 import { connectClaimSession } from './connect.ts'
-import { preparedName } from './prepared.ts'
-import type pg from 'pg'
+import { planNodes as nodes, preparedGenericPlan, type PlanNode } from '../testing/query-plans.ts'
 
 const t = useTestDatabase()
-
-interface PlanNode {
-  'Node Type': string
-  'Index Name'?: string
-  Plans?: PlanNode[]
-}
-
-function nodes(plan: PlanNode): PlanNode[] {
-  return [plan, ...(plan.Plans ?? []).flatMap(nodes)]
-}
-
-/**
- * The plan PostgreSQL reuses for the worker's prepared claim: the generic one
- * (forced here; by default it is chosen after five executions when it costs
- * no more than the custom plans).
- */
-async function preparedGenericPlan(pool: pg.Pool, args: Parameters<typeof claimStatement>[0]): Promise<PlanNode> {
-  const client = await pool.connect()
-  try {
-    await client.query('set plan_cache_mode = force_generic_plan')
-    const compiled = claimStatement({ ...args, limit: 0 }).compile(t.db.kysely)
-    const name = preparedName(compiled.sql)
-    expect(name).not.toBeNull()
-    // Prepare it exactly as the worker does (a named protocol-level statement), claiming nothing.
-    await client.query({ name: name!, text: compiled.sql, values: [...compiled.parameters] })
-    const literal = (v: unknown): string =>
-      v === null ? 'null' : Array.isArray(v) ? `array[${v.map((x) => client.escapeLiteral(String(x))).join(',')}]::text[]` : typeof v === 'number' ? String(v) : client.escapeLiteral(String(v))
-    const values = claimStatement(args).compile(t.db.kysely).parameters.map(literal).join(', ')
-    const { rows } = await client.query(`explain (format json) execute ${name}(${values})`)
-    return rows[0]['QUERY PLAN'][0].Plan as PlanNode
-  } finally {
-    client.release()
-  }
-}
 
 describe('claimBatch', () => {
   it('claims in priority order, then fairly between stores, never the same job twice', async () => {
@@ -101,7 +66,10 @@ describe('claimBatch', () => {
         const sessionPlan = await sql<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>`
           explain (format json) ${claimStatement({ workerId: 'w', limit: 100, leaseMs: 30_000, types })}
         `.execute(session.kysely)
-        const genericPlan = await preparedGenericPlan(session.pool, { workerId: 'w', limit: 100, leaseMs: 30_000, types })
+        const genericPlan = await preparedGenericPlan(session.pool, t.db.kysely, {
+          prepare: claimStatement({ workerId: 'w', limit: 0, leaseMs: 30_000, types }),
+          explain: claimStatement({ workerId: 'w', limit: 100, leaseMs: 30_000, types }),
+        })
         await session.close()
         for (const all of [nodes(plan), nodes(sessionPlan.rows[0]!['QUERY PLAN'][0]!.Plan), nodes(genericPlan)]) {
           expect(all.some((n) => n['Node Type'] === 'Index Scan' && n['Index Name'] === 'jobs_claim_idx')).toBe(true)

@@ -16,7 +16,8 @@ import type pg from 'pg'
  * and heartbeat statements got a generic plan that walks every running row
  * for each fence (the planner assumes a 10-row unnest and an almost empty
  * running set), and a 100,000-job drain fell from 33,000 to 7,800 jobs/s.
- * The claim's generic plan is checked by claim.test.ts.
+ * The claims' generic plans are checked by claim.test.ts and
+ * claim-limited.test.ts.
  */
 export const preparedMarker = (name: string): string => `/* prepared:${name} */`
 
