@@ -2,7 +2,7 @@
  * Worker process entry (`pnpm start:worker`): runs jobs until SIGTERM, then
  * drains and exits 0. Configuration: see config.ts.
  */
-import { createHandlers, handlerDeps, jobTypes, migrateShop } from '@backroom/handlers'
+import { configureJobTypes, createHandlers, handlerDeps, jobTypes, migrateShop } from '@backroom/handlers'
 import { loadConfig } from './config.ts'
 import { exitOnStartupError } from './exit-on-startup-error.ts'
 import { startWorker } from './start-worker.ts'
@@ -15,6 +15,7 @@ try {
     config,
     handlers: (db) => createHandlers(handlerDeps(db, process.env)),
     migrations: [migrateShop],
+    prepare: (db) => configureJobTypes(db.kysely),
     log,
   })
   // Registered before start-up finishes: a signal during migrations still drains cleanly.

@@ -25,6 +25,8 @@ export async function startWorker(args: {
   readonly handlers: ReadonlyArray<Handler> | ((db: Db) => ReadonlyArray<Handler>)
   /** Further migration sets to apply after the queue's (the shop's domain tables). */
   readonly migrations?: ReadonlyArray<(connectionString: string) => Promise<string[]>>
+  /** Runs once over the open pool before any claim (the handlers' job type settings). */
+  readonly prepare?: (db: Db) => Promise<void>
   readonly log: Logger
 }): Promise<RunningWorker> {
   const { config, log } = args
@@ -38,6 +40,7 @@ export async function startWorker(args: {
     applicationName: 'backroom-worker',
   })
   try {
+    await args.prepare?.(db)
     const pool = createWorkerPool({
       db: db.kysely,
       connectionString: config.databaseUrl,

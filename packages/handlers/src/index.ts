@@ -1,6 +1,8 @@
 export { createHandlers } from './create-handlers.ts'
+export { configureJobTypes } from './configure-job-types.ts'
 export { handlerDeps, type HandlerDeps } from './lib/deps.ts'
 export { migrateShop, SHOP_MIGRATIONS_DIR, SHOP_LEDGER } from './lib/shop-migrations.ts'
 export type { ShopDatabase } from './lib/shop-database.ts'
 export { jobTypes } from './schemas.ts'
 export { canary } from './system/canary.ts'
+export { syncInventorySpec } from './sync/sync-inventory-spec.ts'
