@@ -8,7 +8,7 @@ import {
   type WorkerPool,
 } from '@backroom/queue-core'
 import { useTestDatabase, waitFor } from '@backroom/queue-core/testing'
-import { pino } from 'pino'
+import { pino, type Logger } from 'pino'
 import { afterAll, beforeAll } from 'vitest'
 import { handlerDeps, type HandlerDeps } from '../lib/deps.ts'
 import { migrateShop } from '../lib/shop-migrations.ts'
@@ -23,7 +23,7 @@ export interface HandlerTestBed {
   /** Dependencies for building handlers over the test database. */
   deps(env?: Readonly<Record<string, string | undefined>>): HandlerDeps
   /** Starts a worker pool running `handlers` (stopped after the file's tests, or by `stop()`). */
-  startWorker(handlers: ReadonlyArray<Handler>, options?: { concurrency?: number }): Promise<WorkerPool>
+  startWorker(handlers: ReadonlyArray<Handler>, options?: { concurrency?: number; log?: Logger }): Promise<WorkerPool>
   /** Enqueues one job (store from `spec.storeId`, default `store-1`). */
   enqueue(spec: Partial<EnqueueSpec> & { type: string }): Promise<Job>
   /** Waits until the job is completed, failed or cancelled, and returns it. */
@@ -61,7 +61,7 @@ export function useHandlerTestBed(): HandlerTestBed {
         connectionString: t.url,
         handlers,
         concurrency: options.concurrency ?? 4,
-        log,
+        log: options.log ?? log,
         maintenanceIntervals: { rescueMs: 200, promoteMs: 50, electionMs: 200 },
       })
       pools.push(pool)
