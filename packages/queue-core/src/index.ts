@@ -49,6 +49,7 @@ export {
   type RateLimitState,
   type HandlerRateLimits,
 } from './rate-limits.ts'
+export { createApiKey, authenticateApiKey, revokeApiKey, type ApiPrincipal, type CreatedApiKey } from './api-keys.ts'
 export { fairnessStats, type FairnessStatsOptions, type StoreFairness } from './stats.ts'
 export { explainClaim } from './db/claim.ts'
 export { nextRunAt } from './retry.ts'

@@ -21,6 +21,8 @@ const declared: { [K in keyof Database]: ReadonlyArray<keyof Database[K]> } = {
   rate_limits: ['key', 'max_rate', 'min_rate', 'rate', 'burst', 'recovery_s', 'tokens', 'refreshed_at', 'last_granted'],
   store_type_limits: ['store_id', 'type', 'max_running'],
   queue_clock: ['id', 'vtime'],
+  api_keys: ['id', 'store_id', 'label', 'token_hash', 'created_at', 'revoked_at'],
+  api_key_secret: ['id', 'secret'],
   schema_migrations: ['id', 'name', 'checksum', 'applied_at'],
 }
 

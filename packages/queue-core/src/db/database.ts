@@ -107,6 +107,20 @@ export interface QueueClockTable {
   vtime: number
 }
 
+export interface ApiKeysTable {
+  id: Generated<string>
+  store_id: string | null
+  label: Generated<string>
+  token_hash: Buffer
+  created_at: Generated<Date>
+  revoked_at: Date | null
+}
+
+export interface ApiKeySecretTable {
+  id: Generated<boolean>
+  secret: Buffer
+}
+
 export interface SchemaMigrationsTable {
   id: number
   name: string
@@ -124,6 +138,8 @@ export interface Database {
   store_pauses: StorePausesTable
   rate_limits: RateLimitsTable
   queue_clock: QueueClockTable
+  api_keys: ApiKeysTable
+  api_key_secret: ApiKeySecretTable
   schema_migrations: SchemaMigrationsTable
 }
 
