@@ -38,6 +38,7 @@ import { churnSuite } from './suites/churn.ts'
 import { drainSuite } from './suites/drain.ts'
 import { enqueueSuite } from './suites/enqueue.ts'
 import { idleSuite } from './suites/idle.ts'
+import { importSuite } from './suites/import.ts'
 import { latencySuite } from './suites/latency.ts'
 import { limitsSuite } from './suites/limits.ts'
 import { noisySuite } from './suites/noisy.ts'
@@ -46,7 +47,7 @@ import { scaleSuite } from './suites/scale.ts'
 import { DEFAULT_SYSTEMS, SYSTEMS } from './systems/registry.ts'
 
 /** Every suite, in the order a full run takes them. */
-const WORKLOADS: ReadonlyArray<Suite> = [enqueueSuite, drainSuite, latencySuite, idleSuite, scaleSuite, noisySuite, limitsSuite, churnSuite, pgbenchSuite]
+const WORKLOADS: ReadonlyArray<Suite> = [enqueueSuite, drainSuite, latencySuite, idleSuite, scaleSuite, noisySuite, limitsSuite, churnSuite, pgbenchSuite, importSuite]
 
 // ---------------------------------------------------------------------------
 // Flags

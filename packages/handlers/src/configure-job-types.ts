@@ -1,4 +1,5 @@
-import type { Executor } from '@backroom/queue-core'
+import { configureJobType, type Executor } from '@backroom/queue-core'
+import { importTypeSettings } from './import/import-products.ts'
 import { configureSyncInventory } from './sync/sync-inventory-type-settings.ts'
 
 /**
@@ -10,4 +11,5 @@ import { configureSyncInventory } from './sync/sync-inventory-type-settings.ts'
  */
 export async function configureJobTypes(db: Executor): Promise<void> {
   await configureSyncInventory(db)
+  for (const [type, settings] of Object.entries(importTypeSettings)) await configureJobType(db, type, settings)
 }

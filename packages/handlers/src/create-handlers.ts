@@ -1,5 +1,6 @@
 import type { Handler } from '@backroom/queue-core'
 import { createExportMarketplace } from './export/export-marketplace.ts'
+import { createImportProducts, createImportProductsChunk } from './import/import-products.ts'
 import { createInstallPlugin } from './install/install-plugin.ts'
 import type { HandlerDeps } from './lib/deps.ts'
 import { createSyncInventory } from './sync/sync-inventory.ts'
@@ -18,6 +19,8 @@ export function createHandlers(deps: HandlerDeps): ReadonlyArray<Handler> {
   return [
     canary,
     createTranslateUi(deps),
+    createImportProducts(deps),
+    createImportProductsChunk(deps),
     createSyncInventory(deps),
     createInstallPlugin(deps),
     createExportMarketplace(deps),

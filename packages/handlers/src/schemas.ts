@@ -1,5 +1,6 @@
 import type { TSchema } from 'typebox'
 import { ExportMarketplacePayload } from './export/export-marketplace-payload.ts'
+import { ImportProductsChunkPayload, ImportProductsPayload } from './import/import-products-payload.ts'
 import { InstallPluginPayload } from './install/install-plugin-payload.ts'
 import { SyncInventoryPayload } from './sync/sync-inventory-payload.ts'
 import { CanaryPayload } from './system/canary-payload.ts'
@@ -12,6 +13,8 @@ import { TranslateUiPayload } from './translation/translate-ui-payload.ts'
 export const payloadSchemas: Readonly<Record<string, TSchema>> = {
   'system.canary': CanaryPayload,
   'translation.ui': TranslateUiPayload,
+  'import.products': ImportProductsPayload,
+  'import.products.chunk': ImportProductsChunkPayload,
   'sync.inventory': SyncInventoryPayload,
   'install.plugin': InstallPluginPayload,
   'export.marketplace': ExportMarketplacePayload,
@@ -20,4 +23,4 @@ export const payloadSchemas: Readonly<Record<string, TSchema>> = {
 /** Every job type this package defines (the keys of payloadSchemas). */
 export const jobTypes: ReadonlyArray<string> = Object.keys(payloadSchemas)
 
-export { CanaryPayload, TranslateUiPayload, SyncInventoryPayload, InstallPluginPayload, ExportMarketplacePayload }
+export { CanaryPayload, TranslateUiPayload, ImportProductsPayload, ImportProductsChunkPayload, SyncInventoryPayload, InstallPluginPayload, ExportMarketplacePayload }

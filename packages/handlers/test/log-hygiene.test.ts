@@ -27,6 +27,8 @@ beforeAll(async () => {
     PLUGIN_REGISTRY_TOKEN: SECRET,
     MARKETPLACE_API_URL: server.url,
     MARKETPLACE_API_KEY: SECRET,
+    IMPORT_FEED_ALLOWED_ORIGINS: server.url,
+    IMPORT_FEED_AUTH_TOKEN: SECRET,
   }
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -47,6 +49,7 @@ describe('handler logs', () => {
       .execute()
     const jobs = await Promise.all([
       bed.enqueue({ type: 'translation.ui', maxAttempts: 1, payload: { sourceLocale: 'en', targetLocales: ['de'], strings: [{ key: 'k', text: `Hello ${MARKER}` }] } }),
+      bed.enqueue({ type: 'import.products', maxAttempts: 1, payload: { feedUrl: `${server.url}/feed-${MARKER}.csv`, format: 'csv' } }),
       bed.enqueue({ type: 'sync.inventory', maxAttempts: 1, payload: { skus: [`SKU-${MARKER}`] } }),
       bed.enqueue({ type: 'install.plugin', maxAttempts: 1, payload: { pluginId: `p-${MARKER}`, version: '1.0.0' } }),
       bed.enqueue({ type: 'export.marketplace', maxAttempts: 1, payload: { marketplace: 'acme', format: 'csv' } }),

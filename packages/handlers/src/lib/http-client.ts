@@ -29,6 +29,12 @@ export interface UpstreamRequest {
    * (the job snoozes without one), and a 429 halves the key's rate.
    */
   readonly rateKey?: string
+  /**
+   * 'error' refuses redirects (a failed request, retried like a network
+   * error): for URLs checked against an allow-list, which a redirect would
+   * otherwise step around. Default 'follow'.
+   */
+  readonly redirect?: 'follow' | 'error'
 }
 
 /** The run-scoped parts of a handler context a call needs. */
@@ -61,6 +67,7 @@ export async function sendUpstream(ctx: CallContext, req: UpstreamRequest): Prom
       headers,
       body,
       signal: AbortSignal.any([ctx.signal, timeout]),
+      redirect: req.redirect ?? 'follow',
       // Required by fetch for a streamed request body.
       ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
     } as RequestInit)

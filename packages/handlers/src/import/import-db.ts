@@ -1,0 +1,302 @@
+import { sql, type Kysely, type QueryExecutorProvider } from 'kysely'
+import type { ProductRow } from './parse-product-row.ts'
+import type { FeedFormat, ImportDatabase } from './import-tables.ts'
+
+// Every statement of the import on its own tables and on shop.products. Bulk
+// statements are raw `sql` over unnest(): one statement with nine array
+// parameters per batch, where a builder would bind nine per row.
+
+/** The shop view widened with the import's tables. */
+export type ImportDb = Kysely<ImportDatabase>
+
+/**
+ * Any Kysely instance or transaction, whatever its schema type: the
+ * statements that run inside the queue's transaction (with the chunks'
+ * enqueue) take this, as Kysely's schema types do not convert.
+ */
+export type SqlExecutor = QueryExecutorProvider
+
+/** A rejected line for the error report. */
+export interface RowError {
+  readonly line: number
+  readonly sku: string | null
+  readonly reason: string
+}
+
+/** A valid line for staging. */
+export interface StagedRow {
+  readonly line: number
+  readonly row: ProductRow
+}
+
+/** The import of parent job `importId`, if it was started. */
+export async function getImport(db: ImportDb, importId: string) {
+  return db.selectFrom('shop.product_imports').selectAll().where('import_id', '=', importId).executeTakeFirst()
+}
+
+/** Records an import (once: a second call for the same job changes nothing) and returns it. */
+export async function createImport(db: ImportDb, args: { importId: string; storeId: string; format: FeedFormat; source: string }) {
+  await db
+    .insertInto('shop.product_imports')
+    .values({ import_id: args.importId, store_id: args.storeId, format: args.format, source: args.source, rows_total: null, rows_valid: null, rows_invalid: null, skus: null, chunks: null, rows_done: null, rows_failed: null, finished_at: null })
+    .onConflict((oc) => oc.column('import_id').doNothing())
+    .execute()
+  const row = await getImport(db, args.importId)
+  if (!row) throw new Error(`import ${args.importId} vanished after insert`)
+  return row
+}
+
+/**
+ * Stages one batch of feed lines, valid and rejected, and moves the import's
+ * resume point to `through` in the same transaction: after a crash, lines up
+ * to it are skipped, and any line staged twice is ignored (conflict on the line).
+ */
+export async function stageBatch(
+  db: ImportDb,
+  args: { importId: string; rows: ReadonlyArray<StagedRow>; errors: ReadonlyArray<RowError>; through: number },
+): Promise<void> {
+  const { importId, rows, errors } = args
+  await db.transaction().execute(async (trx) => {
+    if (rows.length > 0) {
+      await sql`
+        insert into shop.product_import_rows (import_id, line_no, sku, title, description, price, currency, stock, attributes)
+        select ${importId}::bigint, u.*
+        from unnest(
+          ${rows.map((r) => r.line)}::int[], ${rows.map((r) => r.row.sku)}::text[], ${rows.map((r) => r.row.title)}::text[],
+          ${rows.map((r) => r.row.description)}::text[], ${rows.map((r) => r.row.price)}::numeric[], ${rows.map((r) => r.row.currency)}::text[],
+          ${rows.map((r) => r.row.stock)}::int[], ${rows.map((r) => r.row.attributes)}::jsonb[]
+        ) as u
+        on conflict (import_id, line_no) do nothing
+      `.execute(trx)
+    }
+    if (errors.length > 0) {
+      await sql`
+        insert into shop.product_import_errors (import_id, line_no, sku, reason)
+        select ${importId}::bigint, u.*
+        from unnest(${errors.map((e) => e.line)}::int[], ${errors.map((e) => e.sku)}::text[], ${errors.map((e) => e.reason)}::text[]) as u
+        on conflict (import_id, line_no) do nothing
+      `.execute(trx)
+    }
+    await trx
+      .updateTable('shop.product_imports')
+      .set({ staged_through: args.through, updated_at: new Date() })
+      .where('import_id', '=', importId)
+      .where('staged_through', '<', args.through)
+      .execute()
+  })
+}
+
+/** Locks an import's row until the transaction ends and returns its state. */
+export async function lockImport(db: SqlExecutor, importId: string): Promise<string | null> {
+  const { rows } = await sql<{ state: string }>`
+    select state from shop.product_imports where import_id = ${importId}::bigint for update
+  `.execute(db)
+  return rows[0]?.state ?? null
+}
+
+/** Staging is over: the import waits on its chunks from now on. */
+export async function markRunning(db: SqlExecutor, args: { importId: string; totals: StagedTotals; chunks: number }): Promise<void> {
+  const { importId, totals, chunks } = args
+  await sql`
+    update shop.product_imports
+    set state = 'running', rows_total = ${totals.valid + totals.invalid}, rows_valid = ${totals.valid}, rows_invalid = ${totals.invalid},
+        skus = ${totals.skus}, chunks = ${chunks}, updated_at = now()
+    where import_id = ${importId}::bigint
+  `.execute(db)
+}
+
+/** Counts of a staged feed. */
+export interface StagedTotals {
+  readonly valid: number
+  readonly invalid: number
+  /** Distinct SKUs among the valid lines. */
+  readonly skus: number
+}
+
+/** Counts the staged lines of an import. */
+export async function stagedTotals(db: SqlExecutor, importId: string): Promise<StagedTotals> {
+  const { rows } = await sql<{ valid: string; skus: string; invalid: string }>`
+    select (select count(*) from shop.product_import_rows where import_id = ${importId}::bigint) as valid,
+           (select count(distinct sku) from shop.product_import_rows where import_id = ${importId}::bigint) as skus,
+           (select count(*) from shop.product_import_errors where import_id = ${importId}::bigint) as invalid
+  `.execute(db)
+  const r = rows[0]!
+  return { valid: Number(r.valid), invalid: Number(r.invalid), skus: Number(r.skus) }
+}
+
+/**
+ * Cuts the staged lines into chunks of `chunkLines` feed lines (a chunk
+ * holds at most that many rows, fewer where lines were rejected) and
+ * returns the chunks created; none for an import chunked already.
+ */
+export async function createChunks(db: SqlExecutor, args: { importId: string; chunkLines: number }): Promise<Array<{ chunkNo: number; rows: number }>> {
+  const { rows } = await sql<{ chunk_no: number; rows: number }>`
+    insert into shop.product_import_chunks (import_id, chunk_no, first_line, last_line, rows)
+    select ${args.importId}::bigint, (line_no - 1) / ${args.chunkLines}::int, min(line_no), max(line_no), count(*)
+    from shop.product_import_rows
+    where import_id = ${args.importId}::bigint
+    group by 2
+    on conflict (import_id, chunk_no) do nothing
+    returning chunk_no, rows
+  `.execute(db)
+  return rows.map((r) => ({ chunkNo: r.chunk_no, rows: r.rows }))
+}
+
+/** Records each chunk's job id. */
+export async function setChunkJobs(db: SqlExecutor, importId: string, jobs: ReadonlyArray<{ chunkNo: number; jobId: string }>): Promise<void> {
+  if (jobs.length === 0) return
+  await sql`
+    update shop.product_import_chunks c set job_id = u.job_id
+    from unnest(${jobs.map((j) => j.chunkNo)}::int[], ${jobs.map((j) => j.jobId)}::bigint[]) as u (chunk_no, job_id)
+    where c.import_id = ${importId}::bigint and c.chunk_no = u.chunk_no
+  `.execute(db)
+}
+
+/** Where an import's chunks stand. */
+export interface ChunkTally {
+  readonly chunks: number
+  readonly done: number
+  readonly failed: number
+  readonly rowsDone: number
+  readonly rowsFailed: number
+}
+
+export async function tallyChunks(db: ImportDb, importId: string): Promise<ChunkTally> {
+  const { rows } = await sql<{ chunks: string; done: string; failed: string; rows_done: string; rows_failed: string }>`
+    select count(*) as chunks,
+           count(*) filter (where state = 'done') as done,
+           count(*) filter (where state = 'failed') as failed,
+           coalesce(sum(rows) filter (where state = 'done'), 0) as rows_done,
+           coalesce(sum(rows) filter (where state = 'failed'), 0) as rows_failed
+    from shop.product_import_chunks where import_id = ${importId}::bigint
+  `.execute(db)
+  const r = rows[0]!
+  return { chunks: Number(r.chunks), done: Number(r.done), failed: Number(r.failed), rowsDone: Number(r.rows_done), rowsFailed: Number(r.rows_failed) }
+}
+
+/** Chunks not ended yet, with their job ids (at most `limit`). */
+export async function pendingChunks(db: ImportDb, importId: string, limit: number) {
+  return db
+    .selectFrom('shop.product_import_chunks')
+    .select(['chunk_no', 'job_id'])
+    .where('import_id', '=', importId)
+    .where('state', '=', 'pending')
+    .orderBy('chunk_no')
+    .limit(limit)
+    .execute()
+}
+
+/** Marks a chunk failed (its job failed or was cancelled); a chunk done meanwhile stays done. */
+export async function failChunk(db: ImportDb, args: { importId: string; chunkNo: number; code: string; message: string }): Promise<void> {
+  await db
+    .updateTable('shop.product_import_chunks')
+    .set({ state: 'failed', error: JSON.stringify({ code: args.code, message: args.message }), finished_at: new Date() })
+    .where('import_id', '=', args.importId)
+    .where('chunk_no', '=', args.chunkNo)
+    .where('state', '=', 'pending')
+    .execute()
+}
+
+/** Failed chunks, for the report. */
+export async function failedChunks(db: ImportDb, importId: string) {
+  return db
+    .selectFrom('shop.product_import_chunks')
+    .select(['chunk_no', 'first_line', 'last_line', 'rows', 'error'])
+    .where('import_id', '=', importId)
+    .where('state', '=', 'failed')
+    .orderBy('chunk_no')
+    .limit(100)
+    .execute()
+}
+
+/** The first rejected lines of an import, by line. */
+export async function errorSample(db: ImportDb, importId: string, limit: number): Promise<RowError[]> {
+  const rows = await db
+    .selectFrom('shop.product_import_errors')
+    .select(['line_no', 'sku', 'reason'])
+    .where('import_id', '=', importId)
+    .orderBy('line_no')
+    .limit(limit)
+    .execute()
+  return rows.map((r) => ({ line: r.line_no, sku: r.sku, reason: r.reason }))
+}
+
+/** A chunk's outcome. */
+export type ChunkRun =
+  | { readonly kind: 'missing' }
+  | { readonly kind: 'closed'; readonly state: 'done' | 'failed'; readonly rows: number }
+  | { readonly kind: 'ran'; readonly rows: number; readonly upserted: number }
+
+/**
+ * Upserts one chunk's staged rows into shop.products and marks the chunk
+ * done, in one transaction: a chunk is applied entirely or not at all, and a
+ * second run (after a crash, or a run whose lease was lost) finds it done.
+ *
+ * Within a feed the later line of a SKU wins: a row is skipped when a later
+ * line has the same SKU, wherever that line's chunk runs. An empty stock cell
+ * leaves the stored stock as it is. Rows go in SKU order, so concurrent
+ * imports of one store lock products in the same order (no deadlock).
+ */
+export async function runChunk(db: ImportDb, args: { importId: string; chunkNo: number; storeId: string }): Promise<ChunkRun> {
+  return db.transaction().execute(async (trx) => {
+    const chunk = await trx
+      .selectFrom('shop.product_import_chunks as c')
+      .innerJoin('shop.product_imports as i', 'i.import_id', 'c.import_id')
+      .select(['c.first_line', 'c.last_line', 'c.rows', 'c.state'])
+      .where('c.import_id', '=', args.importId)
+      .where('c.chunk_no', '=', args.chunkNo)
+      .where('i.store_id', '=', args.storeId)
+      .forUpdate('c')
+      .executeTakeFirst()
+    if (!chunk) return { kind: 'missing' }
+    if (chunk.state !== 'pending') return { kind: 'closed', state: chunk.state, rows: chunk.rows }
+    const result = await sql`
+      insert into shop.products as p (store_id, sku, title, description, price, currency, stock, attributes)
+      select ${args.storeId}, r.sku, r.title, r.description, r.price, r.currency, r.stock, r.attributes
+      from shop.product_import_rows r
+      where r.import_id = ${args.importId}::bigint
+        and r.line_no between ${chunk.first_line} and ${chunk.last_line}
+        and not exists (
+          select 1 from shop.product_import_rows later
+          where later.import_id = r.import_id and later.sku = r.sku and later.line_no > r.line_no
+        )
+      order by r.sku
+      on conflict (store_id, sku) do update set
+        title = excluded.title,
+        description = excluded.description,
+        price = excluded.price,
+        currency = excluded.currency,
+        stock = coalesce(excluded.stock, p.stock),
+        attributes = excluded.attributes,
+        updated_at = now()
+      where (p.title, p.description, p.price, p.currency, p.stock, p.attributes)
+            is distinct from (excluded.title, excluded.description, excluded.price, excluded.currency, coalesce(excluded.stock, p.stock), excluded.attributes)
+    `.execute(trx)
+    const upserted = Number(result.numAffectedRows ?? 0)
+    await trx
+      .updateTable('shop.product_import_chunks')
+      .set({ state: 'done', upserted, finished_at: new Date() })
+      .where('import_id', '=', args.importId)
+      .where('chunk_no', '=', args.chunkNo)
+      .execute()
+    return { kind: 'ran', rows: chunk.rows, upserted }
+  })
+}
+
+/**
+ * Ends an import: its final counts, and its staged rows deleted (the error
+ * report stays). Only from `running`: a second call changes nothing.
+ */
+export async function finishImport(db: ImportDb, args: { importId: string; rowsDone: number; rowsFailed: number }): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    const ended = await trx
+      .updateTable('shop.product_imports')
+      .set({ state: 'done', rows_done: args.rowsDone, rows_failed: args.rowsFailed, finished_at: new Date(), updated_at: new Date() })
+      .where('import_id', '=', args.importId)
+      .where('state', '=', 'running')
+      .executeTakeFirst()
+    if (Number(ended.numUpdatedRows) === 1) {
+      await trx.deleteFrom('shop.product_import_rows').where('import_id', '=', args.importId).execute()
+    }
+  })
+}
