@@ -1,7 +1,16 @@
 import type { Db } from '@backroom/queue-core'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { Redis } from 'ioredis'
+import { DEFAULT_BATCH_LIMIT, DEFAULT_BODY_LIMIT, DEFAULT_STORE_RATE } from './config.ts'
+import { authPlugin } from './plugins/auth.ts'
 import { errorHandler, notFoundHandler } from './plugins/error-handler.ts'
+import { metricsPlugin } from './plugins/metrics.ts'
+import { openapiPlugin } from './plugins/openapi.ts'
 import { healthRoutes } from './routes/health.ts'
+import { processPendingRoute, type LoadHandlers } from './routes/internal/process-pending.ts'
+import { jobsRoutes } from './routes/v1/jobs.ts'
+import { keysRoutes } from './routes/v1/keys.ts'
+import { statsRoutes } from './routes/v1/stats.ts'
 
 /** What the app needs from its process: built by server.ts, or by a test. */
 export interface AppDeps {
@@ -9,13 +18,29 @@ export interface AppDeps {
   readonly db: Db
   /** The process's pino root logger; omitted in tests (silent). */
   readonly logger?: FastifyBaseLogger
-  /** /readyz's time limit for `select 1`. */
+  /** /readyz's time limit for `select 1` (and Redis PING). */
   readonly readyTimeoutMs?: number
+  /** Shared enqueue rate limits between instances (REDIS_URL); in-process buckets without it. */
+  readonly redis?: Redis | null
+  /** BACKROOM_ADMIN_KEY. */
+  readonly adminKey?: string | null
+  /** CRON_SECRET: enables POST /v1/internal/process-pending. */
+  readonly cronSecret?: string | null
+  /**
+   * How the drain endpoint gets handler code, only when it is called (the
+   * API never loads handlers otherwise). Default: import @backroom/handlers.
+   */
+  readonly loadHandlers?: LoadHandlers
+  readonly batchLimit?: number
+  readonly bodyLimit?: number
+  /** Enqueues per second per store. */
+  readonly storeRate?: number
 }
 
 /**
- * Builds the Fastify app: error handling first, then routes, in load order. Never listens: server.ts does, tests call
- * `inject()` or `listen({ port: 0 })`.
+ * Builds the Fastify app: error handling, then cross-cutting plugins (OpenAPI
+ * first, so it sees every route; metrics; auth), then routes, in load order.
+ * Never listens: server.ts does, tests call `inject()` or `listen({ port: 0 })`.
  *
  * @example
  * const app = buildApp({ db })
@@ -26,12 +51,26 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     // Fastify's 503 while closing, so a load balancer drains us during SIGTERM.
     return503OnClosing: true,
+    bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT,
   })
 
   // Set on the root before any route plugin: every encapsulated context inherits them.
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
 
-  app.register(healthRoutes, { db: deps.db, readyTimeoutMs: deps.readyTimeoutMs })
+  app.register(openapiPlugin)
+  app.register(metricsPlugin, { db: deps.db })
+  app.register(authPlugin, { db: deps.db, adminKey: deps.adminKey ?? null })
+
+  app.register(healthRoutes, { db: deps.db, redis: deps.redis ?? null, readyTimeoutMs: deps.readyTimeoutMs })
+  app.register(jobsRoutes, {
+    db: deps.db,
+    redis: deps.redis ?? null,
+    batchLimit: deps.batchLimit ?? DEFAULT_BATCH_LIMIT,
+    storeRate: deps.storeRate ?? DEFAULT_STORE_RATE,
+  })
+  app.register(keysRoutes, { db: deps.db })
+  app.register(statsRoutes, { db: deps.db })
+  app.register(processPendingRoute, { db: deps.db, cronSecret: deps.cronSecret ?? null, loadHandlers: deps.loadHandlers })
   return app
 }

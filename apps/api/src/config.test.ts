@@ -9,7 +9,45 @@ describe('loadConfig', () => {
       dbPoolMax: 10,
       dbPoolMin: 0,
       logLevel: 'info',
+      redisUrl: null,
+      cronSecret: null,
+      adminKey: null,
+      batchLimit: 1_000,
+      bodyLimit: 256 * 1024,
+      storeRate: 100,
     })
+  })
+
+  it('reads the API settings and refuses short secrets without echoing them', () => {
+    const env = {
+      DATABASE_URL: 'postgres://h/db',
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      CRON_SECRET: 'c'.repeat(16),
+      BACKROOM_ADMIN_KEY: 'a'.repeat(32),
+      API_BATCH_LIMIT: '50',
+      API_BODY_LIMIT: '4096',
+      API_STORE_RATE: '7',
+    }
+    expect(loadConfig(env)).toMatchObject({
+      redisUrl: 'redis://127.0.0.1:6379',
+      cronSecret: 'c'.repeat(16),
+      adminKey: 'a'.repeat(32),
+      batchLimit: 50,
+      bodyLimit: 4096,
+      storeRate: 7,
+    })
+    let caught: unknown
+    try {
+      loadConfig({ DATABASE_URL: 'postgres://h/db', CRON_SECRET: 'short-secret', BACKROOM_ADMIN_KEY: 'tiny-admin-key', REDIS_URL: 'http://x' })
+    } catch (err) {
+      caught = err
+    }
+    expect((caught as ConfigError).problems).toEqual([
+      'REDIS_URL must be a redis:// or rediss:// URL',
+      'CRON_SECRET must be at least 16 characters',
+      'BACKROOM_ADMIN_KEY must be at least 32 characters',
+    ])
+    expect(JSON.stringify((caught as ConfigError).problems)).not.toContain('tiny-admin-key')
   })
 
   it('reads PORT, DB_POOL_MAX, DB_POOL_MIN and LOG_LEVEL', () => {

@@ -4,6 +4,7 @@
  * requests, closes the pool and exits 0. Configuration: see config.ts.
  */
 import { connect, migrate } from '@backroom/queue-core'
+import { Redis } from 'ioredis'
 import { buildApp } from './app.ts'
 import { loadConfig } from './config.ts'
 import { exitOnStartupError } from './exit-on-startup-error.ts'
@@ -13,10 +14,24 @@ try {
   const config = loadConfig(process.env)
   const log = createRootLogger({ service: 'api', level: config.logLevel })
   const db = connect({ connectionString: config.databaseUrl, max: config.dbPoolMax, min: config.dbPoolMin, applicationName: 'backroom-api' })
-  const app = buildApp({ db, logger: log })
+  // Optional: shares enqueue rate limits between API instances. Lazy, so a
+  // Redis outage never stops start-up (the limiter falls back in-process).
+  const redis = config.redisUrl === null ? null : new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false })
+  redis?.on('error', (err: Error) => log.warn({ errCode: (err as { code?: string }).code }, 'redis error'))
+  const app = buildApp({
+    db,
+    logger: log,
+    redis,
+    adminKey: config.adminKey,
+    cronSecret: config.cronSecret,
+    batchLimit: config.batchLimit,
+    bodyLimit: config.bodyLimit,
+    storeRate: config.storeRate,
+  })
   const starting = (async () => {
     // Idempotent and advisory-locked: API and worker may both start at once.
     const applied = await migrate({ connectionString: config.databaseUrl })
+    await redis?.connect().catch((err: unknown) => log.warn({ errCode: (err as { code?: string }).code }, 'redis not reachable at start-up; rate limits stay in-process until it is'))
     if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied')
     await app.listen({ port: config.port, host: '0.0.0.0' })
   })()
@@ -25,6 +40,7 @@ try {
     try {
       await app.close()
     } finally {
+      redis?.disconnect()
       await db.close()
     }
   })

@@ -27,6 +27,7 @@ export { connect, fromPgClient, type ConnectOptions, type Db } from './db/connec
 export type { Database, Executor } from './db/database.ts'
 export { enqueue, enqueueMany, priorityValue, type EnqueueTarget } from './enqueue.ts'
 export { getJob, cancelJob, retryJob, type Scope } from './admin.ts'
+export { listJobs, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, type ListJobsFilters, type JobPage } from './list-jobs.ts'
 export {
   pauseStore,
   resumeStore,
@@ -63,3 +64,28 @@ export { createAger } from './maintenance/ager.ts'
 export { createRetention } from './maintenance/retention.ts'
 export { createVacuumer } from './maintenance/vacuumer.ts'
 export type { MaintenanceService } from './maintenance/service.ts'
+export {
+  queueHealth,
+  alertsOf,
+  HEALTH_ALERTS,
+  DEFAULT_BACKLOG_THRESHOLD,
+  DEFAULT_OLDEST_PENDING_MS,
+  DEFAULT_LONG_RUNNING_MS,
+  DEFAULT_HEALTH_STORE_LIMIT,
+  MAX_HEALTH_STORE_LIMIT,
+  type HealthAlert,
+  type HealthThresholds,
+  type HealthFigures,
+  type QueueHealth,
+  type QueueHealthOptions,
+} from './queue-health.ts'
+export {
+  drainWithinBudget,
+  DEFAULT_DRAIN_CONCURRENCY,
+  DEFAULT_DRAIN_LEASE_MARGIN_MS,
+  DEFAULT_RUN_ESTIMATE_MS,
+  DEFAULT_ESTIMATE_WINDOW_MS,
+  DEFAULT_ESTIMATE_PERCENTILE,
+  type DrainOptions,
+  type DrainResult,
+} from './drain-within-budget.ts'

@@ -1,5 +1,6 @@
-import { InvalidStateError, JobNotFoundError, ValidationError } from '@backroom/queue-core'
+import { InvalidStateError, JobNotFoundError, StoreCapacityError, ValidationError } from '@backroom/queue-core'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import { ApiError } from '../api-error.ts'
 import { errorBody } from '../schemas/error-body.ts'
 
 /** Codes for the 4xx errors Fastify raises itself (bad JSON, body too large…), by status. */
@@ -21,7 +22,8 @@ const CLIENT_ERROR_CODES: Readonly<Record<number, string>> = {
  * The app's one error handler: maps what a route throws to
  * `{ "error": { "code", "message", "details"? } }`. Schema validation and
  * queue-core's ValidationError are 400 `invalid_request`, JobNotFoundError is
- * 404, InvalidStateError is 409, Fastify's own client errors keep their
+ * 404, InvalidStateError is 409, StoreCapacityError is 429 with Retry-After,
+ * an ApiError keeps its own status and code, Fastify's own client errors keep their
  * status. Anything else is 500 `internal_error` with no detail: the cause
  * goes to the log only, since it may name tables, hosts or values.
  */
@@ -32,6 +34,14 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
   }
   if (error instanceof ValidationError) {
     return reply.code(400).send(errorBody('invalid_request', error.message, error.details))
+  }
+  if (error instanceof ApiError) {
+    if (error.retryAfterMs !== null) reply.header('retry-after', String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))))
+    return reply.code(error.statusCode).send(errorBody(error.code, error.message, error.details))
+  }
+  if (error instanceof StoreCapacityError) {
+    reply.header('retry-after', String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))))
+    return reply.code(429).send(errorBody(error.code, error.message, { storeId: error.storeId, cap: error.cap, live: error.live }))
   }
   if (error instanceof JobNotFoundError) {
     return reply.code(404).send(errorBody(error.code, error.message, { jobId: error.jobId }))

@@ -1,0 +1,261 @@
+import {
+  cancelJob,
+  enqueue,
+  enqueueMany,
+  getJob,
+  listJobs,
+  retryJob,
+  JOB_STATES,
+  type Db,
+  type EnqueueResult,
+  type EnqueueSpec,
+} from '@backroom/queue-core'
+import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { Redis } from 'ioredis'
+import { Type } from 'typebox'
+import { Compile } from 'typebox/compile'
+import { ApiError } from '../../api-error.ts'
+import { createEnqueueRateLimiter } from '../../enqueue-rate-limiter.ts'
+import { checkPayload, payloadProblem } from '../../payload-check.ts'
+import { scopeOf, storeForWrite } from '../../principal.ts'
+import { BatchBody, EnqueueBody } from '../../schemas/enqueue-body.ts'
+import { ErrorBody } from '../../schemas/error-body.ts'
+import { EnqueueOutcome, JobEnvelope, JobView, toJobView } from '../../schemas/job-view.ts'
+
+/** Options of {@link jobsRoutes}. */
+export interface JobsRoutesOptions {
+  readonly db: Db
+  /** Shares enqueue rate limits between instances; null: per process. */
+  readonly redis: Redis | null
+  /** Most jobs one batch may carry (API_BATCH_LIMIT). */
+  readonly batchLimit: number
+  /** Enqueued jobs per second per store (API_STORE_RATE). */
+  readonly storeRate: number
+}
+
+/** `GET /v1/jobs` query string. */
+export const ListQuery = Type.Object(
+  {
+    state: Type.Optional(Type.Union(JOB_STATES.map((s) => Type.Literal(s)))),
+    type: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    storeId: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: "a store key's list is its own store's whatever this says" })),
+    userId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    createdAfter: Type.Optional(Type.String({ format: 'date-time', description: 'inclusive' })),
+    createdBefore: Type.Optional(Type.String({ format: 'date-time', description: 'exclusive' })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'default 50' })),
+    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: "the previous page's nextCursor" })),
+  },
+  { additionalProperties: false },
+)
+
+const JobPageView = Type.Object({
+  jobs: Type.Array(JobView),
+  nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'null on the last page' }),
+})
+const BatchOutcome = Type.Object({ jobs: Type.Array(EnqueueOutcome) })
+const IdParams = Type.Object({ id: Type.String() })
+const errors = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody, 429: ErrorBody }
+
+/** Each batch item is checked with this (compiled once), so the batch can report every bad item. */
+const checkEnqueueBody = Compile(EnqueueBody)
+
+/** One bad batch item, as reported in a 400's details. */
+interface ItemProblem {
+  readonly index: number
+  readonly code: string
+  readonly message: string
+  readonly details?: unknown
+}
+
+/**
+ * The jobs resource: enqueue (one or a batch), read, list, cancel and retry.
+ * Every read and operation is scoped to the key's store, and another store's
+ * job answers exactly as a job that does not exist (queue-core's
+ * JobNotFoundError → 404). Bodies are checked by TypeBox's own compiler,
+ * not Fastify's Ajv: Ajv's default `removeAdditional` would silently drop
+ * a `state` or `attempt` field where we must refuse it with a 400.
+ */
+export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (plain, options) => {
+  const app = plain.withTypeProvider<TypeBoxTypeProvider>()
+  app.setValidatorCompiler(TypeBoxValidatorCompiler)
+  const db = options.db.kysely
+  const limiter = createEnqueueRateLimiter({ rate: options.storeRate, redis: options.redis, log: app.log })
+
+  /** Counts created jobs by type (deduped ones already existed). */
+  function countCreated(request: FastifyRequest, results: ReadonlyArray<EnqueueResult>): void {
+    for (const r of results) if (!r.deduped) request.server.queueMetrics.jobsEnqueued.inc({ type: r.job.type })
+  }
+
+  app.post(
+    '/v1/jobs',
+    {
+      schema: {
+        summary: 'Enqueue a job',
+        description: '201 when created; 200 with deduped: true when a live job with the same dedupeKey exists.',
+        body: EnqueueBody,
+        response: { 200: EnqueueOutcome, 201: EnqueueOutcome, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const spec = toSpec(request, request.body)
+      checkPayload(spec.type, spec.payload)
+      await limiter.take(spec.storeId, 1)
+      const result = await enqueue(db, spec)
+      countCreated(request, [result])
+      request.log.info({ jobId: result.job.id, storeId: spec.storeId, jobType: spec.type, deduped: result.deduped }, 'job enqueued')
+      return reply.code(result.deduped ? 200 : 201).send({ job: toJobView(result.job), deduped: result.deduped })
+    },
+  )
+
+  app.post(
+    '/v1/jobs/batch',
+    {
+      schema: {
+        summary: 'Enqueue jobs, all or none',
+        description:
+          'Every item is checked first; any bad item answers 400 with details [{ index, code, message }] and nothing is written. ' +
+          'Then all jobs are written in one transaction. 201 when at least one job was created; 200 when every item was deduped.',
+        body: BatchBody,
+        response: { 200: BatchOutcome, 201: BatchOutcome, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const items = request.body.jobs
+      if (items.length > options.batchLimit) {
+        throw new ApiError(400, 'batch_too_large', `a batch holds at most ${options.batchLimit} jobs`, {
+          details: { limit: options.batchLimit, given: items.length },
+        })
+      }
+      const specs: EnqueueSpec[] = []
+      const problems: ItemProblem[] = []
+      items.forEach((item, index) => {
+        const problem = itemProblem(request, item, index)
+        if ('code' in problem) problems.push(problem)
+        else specs.push(problem.spec)
+      })
+      if (problems.length > 0) {
+        throw new ApiError(400, 'invalid_batch', `${problems.length} of ${items.length} jobs are invalid; nothing was enqueued`, { details: problems })
+      }
+      // A batch names one store per item; every store named is charged for its own jobs.
+      const perStore = new Map<string, number>()
+      for (const s of specs) perStore.set(s.storeId, (perStore.get(s.storeId) ?? 0) + 1)
+      for (const [storeId, n] of perStore) await limiter.take(storeId, n)
+      // One transaction: enqueueMany may take several statements (dedupe races, capped stores).
+      const results = await db.transaction().execute((trx) => enqueueMany(trx, specs))
+      countCreated(request, results)
+      const created = results.filter((r) => !r.deduped).length
+      request.log.info({ jobs: results.length, created, stores: perStore.size }, 'jobs enqueued')
+      return reply
+        .code(created > 0 ? 201 : 200)
+        .send({ jobs: results.map((r) => ({ job: toJobView(r.job), deduped: r.deduped })) })
+    },
+  )
+
+  app.get(
+    '/v1/jobs/:id',
+    { schema: { summary: 'Read a job, live or finished', params: IdParams, response: { 200: JobEnvelope, ...errors } } },
+    async (request) => ({ job: toJobView(await getJob(db, request.params.id, scopeOf(request))) }),
+  )
+
+  app.get(
+    '/v1/jobs',
+    {
+      schema: {
+        summary: 'List jobs, newest first (live and finished)',
+        description: 'Keyset pagination: pass nextCursor back as cursor. A store key sees only its own store.',
+        querystring: ListQuery,
+        response: { 200: JobPageView, ...errors },
+      },
+    },
+    async (request) => {
+      const q = request.query
+      const page = await listJobs(
+        db,
+        {
+          state: q.state,
+          type: q.type,
+          storeId: q.storeId,
+          userId: q.userId,
+          createdAfter: q.createdAfter === undefined ? undefined : new Date(q.createdAfter),
+          createdBefore: q.createdBefore === undefined ? undefined : new Date(q.createdBefore),
+          limit: q.limit,
+          cursor: q.cursor,
+        },
+        scopeOf(request),
+      )
+      return { jobs: page.jobs.map(toJobView), nextCursor: page.nextCursor }
+    },
+  )
+
+  app.post(
+    '/v1/jobs/:id/cancel',
+    {
+      schema: {
+        summary: 'Cancel a job',
+        description: 'Pending, scheduled or paused: cancelled at once. Running: the worker is asked to abort (state stays running until it does). 409 when finished.',
+        params: IdParams,
+        response: { 200: JobEnvelope, ...errors },
+      },
+    },
+    async (request) => {
+      const job = await cancelJob(db, request.params.id, scopeOf(request))
+      request.log.info({ jobId: job.id, storeId: job.storeId, state: job.state }, 'job cancel requested')
+      return { job: toJobView(job) }
+    },
+  )
+
+  app.post(
+    '/v1/jobs/:id/retry',
+    {
+      schema: {
+        summary: 'Retry a failed or cancelled job',
+        description: 'Back to pending with fresh attempts, same id. 409 for any other state.',
+        params: IdParams,
+        response: { 200: JobEnvelope, ...errors },
+      },
+    },
+    async (request) => {
+      const job = await retryJob(db, request.params.id, scopeOf(request))
+      request.log.info({ jobId: job.id, storeId: job.storeId }, 'job retried')
+      return { job: toJobView(job) }
+    },
+  )
+}
+
+/** An enqueue body as a queue-core spec, for the key's store (400 when the body names a store it may not). */
+function toSpec(request: FastifyRequest, body: EnqueueBody): EnqueueSpec & { storeId: string } {
+  if (body.runAt !== undefined && body.delayMs !== undefined) {
+    throw new ApiError(400, 'invalid_request', 'give runAt or delayMs, not both', { details: [{ path: '/runAt' }, { path: '/delayMs' }] })
+  }
+  const storeId = storeForWrite(request, body.storeId)
+  return {
+    type: body.type,
+    storeId,
+    payload: body.payload,
+    ...(body.priority === undefined ? {} : { priority: body.priority }),
+    ...(body.runAt === undefined ? {} : { runAt: new Date(body.runAt) }),
+    ...(body.delayMs === undefined ? {} : { delayMs: body.delayMs }),
+    ...(body.dedupeKey === undefined ? {} : { dedupeKey: body.dedupeKey }),
+    ...(body.maxAttempts === undefined ? {} : { maxAttempts: body.maxAttempts }),
+    ...(body.userId === undefined ? {} : { userId: body.userId }),
+  }
+}
+
+/** One batch item checked as a single enqueue would be: schema, store, payload. */
+function itemProblem(request: FastifyRequest, item: unknown, index: number): ItemProblem | { spec: EnqueueSpec } {
+  if (!checkEnqueueBody.Check(item)) {
+    const details = [...checkEnqueueBody.Errors(item)].slice(0, 10).map((e) => ({ path: e.instancePath, message: e.message }))
+    return { index, code: 'invalid_request', message: `jobs[${index}] does not match the enqueue body`, details }
+  }
+  let spec: EnqueueSpec
+  try {
+    spec = toSpec(request, item)
+  } catch (err) {
+    if (err instanceof ApiError) return { index, code: err.code, message: err.message }
+    throw err
+  }
+  const problem = payloadProblem(spec.type, spec.payload)
+  if (problem) return { index, ...problem }
+  return { spec }
+}

@@ -1,0 +1,132 @@
+import { createApiKey, type Db } from '@backroom/queue-core'
+import { freePort, useTestDatabase } from '@backroom/queue-core/testing'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
+import { Counter, Histogram, Registry } from 'prom-client'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ApiError } from '../src/api-error.ts'
+import { createEnqueueRateLimiter } from '../src/enqueue-rate-limiter.ts'
+import { authPlugin } from '../src/plugins/auth.ts'
+import { errorHandler, notFoundHandler } from '../src/plugins/error-handler.ts'
+import type { QueueMetrics } from '../src/plugins/metrics.ts'
+import { jobsRoutes } from '../src/routes/v1/jobs.ts'
+
+const t = useTestDatabase()
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+let redis: Redis
+/** Unique per run, so buckets left in a shared Redis by earlier runs never interfere. */
+const run = `${process.pid}-${Date.now()}`
+
+beforeAll(() => {
+  redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 })
+})
+afterAll(async () => {
+  await redis?.quit()
+})
+
+/** The wait a refused take() asks for, in ms; 0 when it was let through. */
+async function waitOf(take: Promise<void>): Promise<number> {
+  try {
+    await take
+    return 0
+  } catch (err) {
+    if (err instanceof ApiError && err.statusCode === 429) return err.retryAfterMs ?? -1
+    throw err
+  }
+}
+
+describe('createEnqueueRateLimiter (in-process)', () => {
+  it('lets a burst through, refuses the next with the wait for one token, and refills with time', async () => {
+    let now = 1_000_000
+    const limiter = createEnqueueRateLimiter({ rate: 2, redis: null, now: () => now })
+    for (let i = 0; i < 4; i++) expect(await waitOf(limiter.take('s', 1))).toBe(0)
+    expect(await waitOf(limiter.take('s', 1))).toBe(500)
+    // Another store has its own bucket.
+    expect(await waitOf(limiter.take('other', 1))).toBe(0)
+    now += 500
+    expect(await waitOf(limiter.take('s', 1))).toBe(0)
+  })
+
+  it('lets a batch larger than the burst through once, then holds the store until the debt is paid', async () => {
+    let now = 0
+    const limiter = createEnqueueRateLimiter({ rate: 10, redis: null, now: () => now })
+    expect(await waitOf(limiter.take('s', 100))).toBe(0)
+    // 20 - 100 = -80 tokens: one more job needs 81, 8.1 s at 10/s.
+    expect(await waitOf(limiter.take('s', 1))).toBe(8_100)
+    now += 8_100
+    expect(await waitOf(limiter.take('s', 1))).toBe(0)
+  })
+})
+
+describe('createEnqueueRateLimiter (Redis)', () => {
+  it('shares one bucket between limiters (API instances) through Redis', async () => {
+    const store = `store-${run}-shared`
+    const one = createEnqueueRateLimiter({ rate: 1, redis })
+    const two = createEnqueueRateLimiter({ rate: 1, redis })
+    expect(await waitOf(one.take(store, 1))).toBe(0)
+    expect(await waitOf(two.take(store, 1))).toBe(0)
+    const wait = await waitOf(one.take(store, 1))
+    expect(wait).toBeGreaterThan(0)
+    expect(wait).toBeLessThanOrEqual(1_000)
+    expect(await redis.pttl(`backroom:enqueue-rate:${store}`)).toBeGreaterThan(0)
+  })
+
+  it('falls back to the in-process bucket when Redis does not answer', async () => {
+    const dead = new Redis(`redis://127.0.0.1:${await freePort()}`, { maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: true, retryStrategy: () => null })
+    try {
+      const limiter = createEnqueueRateLimiter({ rate: 1, redis: dead })
+      expect(await waitOf(limiter.take('s', 1))).toBe(0)
+      expect(await waitOf(limiter.take('s', 1))).toBe(0)
+      expect(await waitOf(limiter.take('s', 1))).toBeGreaterThan(0)
+    } finally {
+      dead.disconnect()
+    }
+  })
+})
+
+describe('POST /v1/jobs rate limit', () => {
+  let app: FastifyInstance
+  let key: string
+
+  /** Error handling, auth and the jobs routes as buildApp registers them, at 1 job/s per store (burst 2). */
+  async function jobsApp(db: Db): Promise<FastifyInstance> {
+    const instance = Fastify({ logger: false })
+    instance.setErrorHandler(errorHandler)
+    instance.setNotFoundHandler(notFoundHandler)
+    const registry = new Registry()
+    const counter = (name: string) => new Counter({ name, help: name, labelNames: ['type'] as const, registers: [registry] })
+    const metrics: QueueMetrics = {
+      jobsEnqueued: counter('backroom_jobs_enqueued_total'),
+      jobsClaimed: counter('backroom_jobs_claimed_total'),
+      jobsCompleted: counter('backroom_jobs_completed_total'),
+      jobsFailed: counter('backroom_jobs_failed_total'),
+      jobDuration: new Histogram({ name: 'backroom_job_duration_seconds', help: 'd', labelNames: ['type', 'outcome'] as const, registers: [registry] }),
+    }
+    instance.decorate('queueMetrics', metrics)
+    instance.register(authPlugin, { db, adminKey: null })
+    instance.register(jobsRoutes, { db, redis, batchLimit: 100, storeRate: 1 })
+    await instance.ready()
+    return instance
+  }
+
+  beforeAll(async () => {
+    app = await jobsApp(t.db)
+    key = (await createApiKey(t.db.kysely, { storeId: `store-${run}-api` })).key
+  })
+  afterAll(async () => {
+    await app?.close()
+  })
+
+  it('answers 429 rate_limited with Retry-After once the store is over its rate, writing nothing', async () => {
+    const enqueue = () =>
+      app.inject({ method: 'POST', url: '/v1/jobs', headers: { authorization: `Bearer ${key}` }, payload: { type: 'system.canary', payload: {} } })
+    expect((await enqueue()).statusCode).toBe(201)
+    expect((await enqueue()).statusCode).toBe(201)
+    const refused = await enqueue()
+    expect(refused.statusCode).toBe(429)
+    expect(refused.headers['retry-after']).toBe('1')
+    expect(refused.json().error.code).toBe('rate_limited')
+    const { rows } = await t.db.pool.query('select count(*)::int as n from jobs where store_id = $1', [`store-${run}-api`])
+    expect(rows[0].n).toBe(2)
+  })
+})
