@@ -3,7 +3,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
 import { DEFAULT_BATCH_LIMIT, DEFAULT_BODY_LIMIT, DEFAULT_STORE_RATE } from './config.ts'
 import { authPlugin } from './plugins/auth.ts'
-import { errorHandler, notFoundHandler } from './plugins/error-handler.ts'
+import { errorHandler, frameworkErrorHandler, notFoundHandler } from './plugins/error-handler.ts'
 import { metricsPlugin } from './plugins/metrics.ts'
 import { openapiPlugin } from './plugins/openapi.ts'
 import { healthRoutes } from './routes/health.ts'
@@ -52,6 +52,19 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // Fastify's 503 while closing, so a load balancer drains us during SIGTERM.
     return503OnClosing: true,
     bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    frameworkErrors: frameworkErrorHandler,
+  })
+
+  // While closing, answers end their connection: a keep-alive client would
+  // otherwise hold the server open for the keep-alive timeout (72 s) after
+  // its last in-flight request finished, past most platforms' stop timeout.
+  let closing = false
+  app.addHook('preClose', async () => {
+    closing = true
+  })
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (closing) reply.header('connection', 'close')
+    return payload
   })
 
   // Set on the root before any route plugin: every encapsulated context inherits them.

@@ -5,6 +5,7 @@ import * as storeOps from './db/store-ops.ts'
 import { toJob } from './db/rows.ts'
 import { InvalidStateError, JobNotFoundError } from './errors.ts'
 import type { Job } from './types.ts'
+import { isBigintId } from './validate.ts'
 
 /** Limits a read or an operation to one store; null (platform) sees every store. */
 export interface Scope {
@@ -19,7 +20,7 @@ const PLATFORM: Scope = { storeId: null }
  * so a store cannot probe for other stores' ids).
  */
 export async function getJob(db: Executor, id: string, scope: Scope = PLATFORM): Promise<Job> {
-  if (!/^\d{1,19}$/.test(id)) throw new JobNotFoundError(id)
+  if (!isBigintId(id)) throw new JobNotFoundError(id)
   const row = await jobs.getById(db, { id, storeId: scope.storeId })
   if (!row) throw new JobNotFoundError(id)
   return toJob(row)
@@ -32,7 +33,7 @@ export async function getJob(db: Executor, id: string, scope: Scope = PLATFORM):
  * {@link InvalidStateError}, except that cancelling a cancelled job is a no-op.
  */
 export async function cancelJob(db: Executor, id: string, scope: Scope = PLATFORM): Promise<Job> {
-  if (!/^\d{1,19}$/.test(id)) throw new JobNotFoundError(id)
+  if (!isBigintId(id)) throw new JobNotFoundError(id)
   const cancelled = await history.cancelWaiting(db, { id, storeId: scope.storeId })
   if (cancelled) return toJob(cancelled)
   const running = await history.requestCancel(db, { id, storeId: scope.storeId })
@@ -49,7 +50,7 @@ export async function cancelJob(db: Executor, id: string, scope: Scope = PLATFOR
  * when it does not exist or `scope` may not see it.
  */
 export async function retryJob(db: Executor, id: string, scope: Scope = PLATFORM): Promise<Job> {
-  if (!/^\d{1,19}$/.test(id)) throw new JobNotFoundError(id)
+  if (!isBigintId(id)) throw new JobNotFoundError(id)
   const moved = await storeOps.retryFinished(db, { ids: [id], storeId: scope.storeId, type: null, state: null, limit: 1 })
   const job = await getJob(db, id, scope)
   if (moved.length === 0) throw new InvalidStateError(id, job.state, 'retry')

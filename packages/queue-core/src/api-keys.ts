@@ -2,7 +2,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Executor } from './db/database.ts'
 import * as keys from './db/api-keys.ts'
 import { ValidationError } from './errors.ts'
-import { checkStoreId } from './validate.ts'
+import { checkStoreId, isBigintId, isStorableText } from './validate.ts'
 
 /** Who a valid key speaks for: a store key's store, or the platform (null). */
 export interface ApiPrincipal {
@@ -33,7 +33,7 @@ export async function createApiKey(
 ): Promise<CreatedApiKey> {
   if (options.storeId !== null) checkStoreId(options.storeId)
   const label = options.label ?? ''
-  if (typeof label !== 'string' || label.length > 200) throw new ValidationError('label must be a string of at most 200 characters', { field: 'label' })
+  if (typeof label !== 'string' || label.length > 200 || !isStorableText(label)) throw new ValidationError('label must be a string of at most 200 characters', { field: 'label' })
   const run = async (trx: Executor) => {
     const [secret, id] = await Promise.all([keys.readSecret(trx), keys.nextKeyId(trx)])
     const key = `brk_${id}_${randomBytes(32).toString('base64url')}`
@@ -50,7 +50,7 @@ export async function createApiKey(
  */
 export async function authenticateApiKey(db: Executor, token: string): Promise<ApiPrincipal | null> {
   const match = TOKEN.exec(token)
-  if (!match) return null
+  if (!match || !isBigintId(match[1])) return null
   const row = await keys.keyForCheck(db, match[1]!)
   if (!row || row.revoked) return null
   if (!timingSafeEqual(tokenHash(row.secret, token), row.token_hash)) return null
@@ -63,7 +63,7 @@ export async function authenticateApiKey(db: Executor, token: string): Promise<A
  * id. Revoking twice is a no-op.
  */
 export async function revokeApiKey(db: Executor, id: string): Promise<{ storeId: string | null } | undefined> {
-  if (!/^[1-9][0-9]{0,18}$/.test(id)) return undefined
+  if (!isBigintId(id)) return undefined
   const row = await keys.revokeKey(db, id)
   return row ? { storeId: row.store_id } : undefined
 }

@@ -5,7 +5,7 @@ import * as coalesce from './db/coalesce.ts'
 import * as jobs from './db/jobs.ts'
 import { toJob, type JobRow } from './db/rows.ts'
 import { StoreCapacityError, ValidationError } from './errors.ts'
-import { JOB_TYPE_NAME, MAX_ID_LENGTH, MAX_TYPE_LENGTH } from './validate.ts'
+import { isStorableText, JOB_TYPE_NAME, MAX_ID_LENGTH, MAX_TYPE_LENGTH } from './validate.ts'
 import { PRIORITIES, type EnqueueResult, type EnqueueSpec, type Job, type Priority } from './types.ts'
 
 /** Where enqueue runs: our Kysely, a caller's Kysely transaction, or a caller's `pg` client. */
@@ -210,10 +210,10 @@ function normalise<P>(spec: EnqueueSpec<P>, index: number, now: number): jobs.Ne
   if (typeof spec.type !== 'string' || !JOB_TYPE_NAME.test(spec.type) || spec.type.length > MAX_TYPE_LENGTH) {
     fail('type', 'must be a lowercase dotted name such as sync.inventory')
   }
-  if (typeof spec.storeId !== 'string' || spec.storeId.length === 0 || spec.storeId.length > MAX_ID_LENGTH) {
+  if (typeof spec.storeId !== 'string' || spec.storeId.length === 0 || spec.storeId.length > MAX_ID_LENGTH || !isStorableText(spec.storeId)) {
     fail('storeId', `must be a string of 1 to ${MAX_ID_LENGTH} characters`)
   }
-  if (spec.userId !== undefined && (typeof spec.userId !== 'string' || spec.userId.length === 0 || spec.userId.length > MAX_ID_LENGTH)) {
+  if (spec.userId !== undefined && (typeof spec.userId !== 'string' || spec.userId.length === 0 || spec.userId.length > MAX_ID_LENGTH || !isStorableText(spec.userId))) {
     fail('userId', `must be a string of 1 to ${MAX_ID_LENGTH} characters`)
   }
   if (spec.runAt !== undefined && spec.delayMs !== undefined) fail('runAt', 'give runAt or delayMs, not both')
@@ -222,14 +222,14 @@ function normalise<P>(spec: EnqueueSpec<P>, index: number, now: number): jobs.Ne
   if (spec.maxAttempts !== undefined && (!Number.isInteger(spec.maxAttempts) || spec.maxAttempts < 1 || spec.maxAttempts > 1000)) {
     fail('maxAttempts', 'must be an integer from 1 to 1000')
   }
-  if (spec.dedupeKey !== undefined && (typeof spec.dedupeKey !== 'string' || spec.dedupeKey.length === 0 || spec.dedupeKey.length > MAX_DEDUPE_KEY_LENGTH)) {
+  if (spec.dedupeKey !== undefined && (typeof spec.dedupeKey !== 'string' || spec.dedupeKey.length === 0 || spec.dedupeKey.length > MAX_DEDUPE_KEY_LENGTH || !isStorableText(spec.dedupeKey))) {
     fail('dedupeKey', `must be a string of 1 to ${MAX_DEDUPE_KEY_LENGTH} characters`)
   }
   if (spec.cost !== undefined && (!Number.isFinite(spec.cost) || spec.cost <= 0 || spec.cost > 1e6)) fail('cost', 'must be a number > 0')
-  if (spec.rateKey !== undefined && (typeof spec.rateKey !== 'string' || spec.rateKey.length === 0 || spec.rateKey.length > 255)) {
+  if (spec.rateKey !== undefined && (typeof spec.rateKey !== 'string' || spec.rateKey.length === 0 || spec.rateKey.length > 255 || !isStorableText(spec.rateKey))) {
     fail('rateKey', 'must be a string of 1 to 255 characters')
   }
-  if (spec.coalesceKey !== undefined && (typeof spec.coalesceKey !== 'string' || spec.coalesceKey.length === 0 || spec.coalesceKey.length > 255)) {
+  if (spec.coalesceKey !== undefined && (typeof spec.coalesceKey !== 'string' || spec.coalesceKey.length === 0 || spec.coalesceKey.length > 255 || !isStorableText(spec.coalesceKey))) {
     fail('coalesceKey', 'must be a string of 1 to 255 characters')
   }
   if (spec.coalesceKey !== undefined && spec.dedupeKey !== undefined) fail('coalesceKey', 'give coalesceKey or dedupeKey, not both')

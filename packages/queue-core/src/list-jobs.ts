@@ -4,7 +4,7 @@ import * as list from './db/list-jobs.ts'
 import { toJob, type JobRow } from './db/rows.ts'
 import { ValidationError } from './errors.ts'
 import { FINAL_STATES, JOB_STATES, LIVE_STATES, type FinalState, type Job, type JobState, type LiveState } from './types.ts'
-import { JOB_TYPE_NAME, MAX_ID_LENGTH, MAX_TYPE_LENGTH } from './validate.ts'
+import { isBigintId, isStorableText, JOB_TYPE_NAME, MAX_ID_LENGTH, MAX_TYPE_LENGTH } from './validate.ts'
 
 /** Page size when `limit` is not given. */
 export const DEFAULT_LIST_LIMIT = 50
@@ -54,6 +54,7 @@ const PLATFORM: Scope = { storeId: null }
  */
 export async function listJobs(db: Executor, filters: ListJobsFilters = {}, scope: Scope = PLATFORM): Promise<JobPage> {
   const limit = checkFilters(filters)
+  const beforeId = filters.cursor === undefined ? null : decodeCursor(filters.cursor)
   if (scope.storeId !== null && filters.storeId !== undefined && filters.storeId !== scope.storeId) {
     return { jobs: [], nextCursor: null }
   }
@@ -63,7 +64,7 @@ export async function listJobs(db: Executor, filters: ListJobsFilters = {}, scop
     userId: filters.userId ?? null,
     createdAfter: filters.createdAfter ?? null,
     createdBefore: filters.createdBefore ?? null,
-    beforeId: filters.cursor === undefined ? null : decodeCursor(filters.cursor),
+    beforeId,
     // One more than the page: whether it comes back says if another page follows.
     take: limit + 1,
   }
@@ -88,8 +89,8 @@ export function encodeCursor(lastId: string): string {
 /** The id a cursor names; ValidationError for anything {@link encodeCursor} did not make. */
 export function decodeCursor(cursor: string): string {
   const text = typeof cursor === 'string' && cursor.length <= 64 && /^[A-Za-z0-9_-]+$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : ''
-  const match = /^v1:([1-9][0-9]{0,18})$/.exec(text)
-  if (!match) throw new ValidationError('cursor: not a cursor from a previous page', { field: 'cursor' })
+  const match = /^v1:(\d+)$/.exec(text)
+  if (!match || !isBigintId(match[1])) throw new ValidationError('cursor: not a cursor from a previous page', { field: 'cursor' })
   return match[1]!
 }
 
@@ -124,7 +125,7 @@ function checkFilters(filters: ListJobsFilters): number {
   }
   for (const field of ['storeId', 'userId'] as const) {
     const value = filters[field]
-    if (value !== undefined && (typeof value !== 'string' || value.length === 0 || value.length > MAX_ID_LENGTH)) {
+    if (value !== undefined && (typeof value !== 'string' || value.length === 0 || value.length > MAX_ID_LENGTH || !isStorableText(value))) {
       fail(field, `must be a string of 1 to ${MAX_ID_LENGTH} characters`)
     }
   }

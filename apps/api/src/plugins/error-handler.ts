@@ -15,6 +15,7 @@ const CLIENT_ERROR_CODES: Readonly<Record<number, string>> = {
   409: 'conflict',
   413: 'payload_too_large',
   415: 'unsupported_media_type',
+  414: 'uri_too_long',
   429: 'rate_limited',
 }
 
@@ -49,6 +50,12 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
   if (error instanceof InvalidStateError) {
     return reply.code(409).send(errorBody(error.code, error.message, { jobId: error.jobId, state: error.state }))
   }
+  if (isDataException(error)) {
+    // The value reached PostgreSQL and could not be stored or compared (e.g. a
+    // number out of range): the caller's data, and the statement wrote nothing.
+    request.log.debug({ err: error }, 'request rejected by the database')
+    return reply.code(400).send(errorBody('invalid_request', 'a value in the request cannot be stored'))
+  }
   const status = error.statusCode ?? 500
   if (status >= 400 && status < 500) {
     request.log.debug({ err: error }, 'request rejected')
@@ -61,4 +68,24 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
 /** 404 for routes that do not exist, in the same shape as every other error. */
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): FastifyReply {
   return reply.code(404).send(errorBody('not_found', `route ${request.method} ${request.url.split('?')[0]} not found`))
+}
+
+/**
+ * PostgreSQL's SQLSTATE class 22, "data exception" (a value out of range,
+ * text it cannot hold…): raised by a statement about the values it was
+ * given, never by the server's state.
+ */
+function isDataException(error: unknown): boolean {
+  const e = error as { code?: unknown; severity?: unknown }
+  return typeof e.severity === 'string' && typeof e.code === 'string' && /^22[0-9A-Z]{3}$/.test(e.code)
+}
+
+/**
+ * Errors Fastify raises before routing (a URL it cannot decode, a path
+ * parameter over its length limit): the same error shape as everything else.
+ */
+export function frameworkErrorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400
+  request.log.debug({ err: error }, 'request rejected before routing')
+  void reply.code(status).send(errorBody(CLIENT_ERROR_CODES[status] ?? 'invalid_request', error.message))
 }
