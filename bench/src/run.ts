@@ -34,6 +34,7 @@ import { dropLiveDatabases, serverSettings, serverUrl } from './database.ts'
 import type { RunContext, Suite, SystemEntry } from './harness.ts'
 import { progressContext, progressDone } from './progress.ts'
 import { renderTargets, renderWorkload, writeReport, type WorkloadResult } from './report.ts'
+import { apiSuite } from './suites/api.ts'
 import { churnSuite } from './suites/churn.ts'
 import { drainSuite } from './suites/drain.ts'
 import { enqueueSuite } from './suites/enqueue.ts'
@@ -47,7 +48,7 @@ import { scaleSuite } from './suites/scale.ts'
 import { DEFAULT_SYSTEMS, SYSTEMS } from './systems/registry.ts'
 
 /** Every suite, in the order a full run takes them. */
-const WORKLOADS: ReadonlyArray<Suite> = [enqueueSuite, drainSuite, latencySuite, idleSuite, scaleSuite, noisySuite, limitsSuite, churnSuite, pgbenchSuite, importSuite]
+const WORKLOADS: ReadonlyArray<Suite> = [enqueueSuite, drainSuite, latencySuite, idleSuite, scaleSuite, noisySuite, limitsSuite, churnSuite, pgbenchSuite, importSuite, apiSuite]
 
 // ---------------------------------------------------------------------------
 // Flags
