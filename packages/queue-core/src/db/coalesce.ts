@@ -37,7 +37,8 @@ export interface MergedRow {
  * Folds `payload` into the store's open job of this type and key, if there is
  * one with room (fewer than maxBatch enqueues in it). One UPDATE: the row
  * lock serialises concurrent enqueuers, and a job claimed meanwhile (no
- * longer open) matches nothing, so the caller inserts a new one.
+ * longer open) matches nothing, so the caller inserts a new one. Folding
+ * into a due (pending) job notifies the workers: see `notified`.
  * Index: jobs_coalesce_idx.
  */
 export async function mergeIntoOpen(
@@ -46,6 +47,7 @@ export async function mergeIntoOpen(
 ): Promise<MergedRow | undefined> {
   const { settings: c } = args
   const result = await sql<MergedRow>`
+    with merged as (
     update jobs j
     set payload = case ${c.strategy}::text
           when 'append' then jsonb_set(
@@ -61,6 +63,11 @@ export async function mergeIntoOpen(
       and j.state in ('scheduled', 'pending', 'paused') and j.coalesced < ${c.maxBatch}
     returning j.id, j.state, j.coalesced, j.payload,
               ${epochMs(sql.ref('j.run_at'))} as run_at_ms, ${epochMs(sql.ref('j.created_at'))} as created_at_ms
+    ),
+    -- A claim that ran while this update held the row skipped it (SKIP
+    -- LOCKED) and went back to sleep: wake the workers once it is free.
+    notified as (select pg_notify(${NOTIFY_CHANNEL}, '') where exists (select 1 from merged where state = 'pending'))
+    select m.*, (select count(*) from notified) as notified from merged m
   `.execute(db)
   return result.rows[0]
 }

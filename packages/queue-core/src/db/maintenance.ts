@@ -25,8 +25,12 @@ export async function promoteDue(db: Executor, args: { limit: number }): Promise
     )
     select (select count(*) from moved)::int as promoted, (select count(*) from notified) as notified,
            -- When the next scheduled job falls due, so an idle promoter can sleep until then.
+           -- Due rows this pass skipped count too (<= 0: due already): one
+           -- locked by a concurrent enqueue folding into it would otherwise be
+           -- forgotten until the longest sleep. The moved rows still read as
+           -- scheduled in this statement's snapshot, hence the exclusion.
            (select extract(epoch from min(run_at) - now()) * 1000 from jobs
-            where state = 'scheduled' and run_at > now())::float8 as next_due_ms
+            where state = 'scheduled' and id not in (select id from moved))::float8 as next_due_ms
   `.execute(db)
   const row = result.rows[0]
   return { promoted: row?.promoted ?? 0, nextDueMs: row?.next_due_ms ?? null }

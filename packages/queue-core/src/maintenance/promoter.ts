@@ -12,6 +12,13 @@ export const DEFAULT_PROMOTE_BATCH = 5_000
 export const DEFAULT_PROMOTE_INTERVAL_MS = 30_000
 
 /**
+ * Wait before another pass when a due job was left behind because another
+ * transaction held its row (SKIP LOCKED): long enough not to spin on the
+ * lock, short enough that the job is hardly late.
+ */
+export const LOCKED_DUE_RETRY_MS = 25
+
+/**
  * The promoter: moves due scheduled jobs (future runAt, backoff, snooze) to
  * pending so the claim index only ever holds runnable work. Leader-only.
  */
@@ -26,7 +33,8 @@ export function createPromoter(args: { db: Executor; intervalMs?: number; batch?
       for (;;) {
         const pass = await promoteDue(args.db, { limit: batch })
         promoted += pass.promoted
-        nextDueMs = pass.nextDueMs ?? undefined
+        // <= 0: a due job was skipped (locked): look again shortly.
+        nextDueMs = pass.nextDueMs === null ? undefined : pass.nextDueMs <= 0 ? LOCKED_DUE_RETRY_MS : pass.nextDueMs
         if (pass.promoted < batch) return { promoted }
       }
     },
