@@ -1,15 +1,11 @@
-import { createApiKey, type Db } from '@backroom/queue-core'
+import { createApiKey } from '@backroom/queue-core'
 import { freePort, useTestDatabase } from '@backroom/queue-core/testing'
-import Fastify, { type FastifyInstance } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
-import { Counter, Histogram, Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { testApp } from './test-app.ts'
 import { ApiError } from '../src/api-error.ts'
 import { createEnqueueRateLimiter } from '../src/enqueue-rate-limiter.ts'
-import { authPlugin } from '../src/plugins/auth.ts'
-import { errorHandler, notFoundHandler } from '../src/plugins/error-handler.ts'
-import type { QueueMetrics } from '../src/plugins/metrics.ts'
-import { jobsRoutes } from '../src/routes/v1/jobs.ts'
 
 const t = useTestDatabase()
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -88,29 +84,9 @@ describe('POST /v1/jobs rate limit', () => {
   let app: FastifyInstance
   let key: string
 
-  /** Error handling, auth and the jobs routes as buildApp registers them, at 1 job/s per store (burst 2). */
-  async function jobsApp(db: Db): Promise<FastifyInstance> {
-    const instance = Fastify({ logger: false })
-    instance.setErrorHandler(errorHandler)
-    instance.setNotFoundHandler(notFoundHandler)
-    const registry = new Registry()
-    const counter = (name: string) => new Counter({ name, help: name, labelNames: ['type'] as const, registers: [registry] })
-    const metrics: QueueMetrics = {
-      jobsEnqueued: counter('backroom_jobs_enqueued_total'),
-      jobsClaimed: counter('backroom_jobs_claimed_total'),
-      jobsCompleted: counter('backroom_jobs_completed_total'),
-      jobsFailed: counter('backroom_jobs_failed_total'),
-      jobDuration: new Histogram({ name: 'backroom_job_duration_seconds', help: 'd', labelNames: ['type', 'outcome'] as const, registers: [registry] }),
-    }
-    instance.decorate('queueMetrics', metrics)
-    instance.register(authPlugin, { db, adminKey: null })
-    instance.register(jobsRoutes, { db, redis, batchLimit: 100, storeRate: 1 })
-    await instance.ready()
-    return instance
-  }
 
   beforeAll(async () => {
-    app = await jobsApp(t.db)
+    app = await testApp({ db: t.db, redis, batchLimit: 100, storeRate: 1 })
     key = (await createApiKey(t.db.kysely, { storeId: `store-${run}-api` })).key
   })
   afterAll(async () => {

@@ -1,47 +1,18 @@
-import { createApiKey, setStoreLiveJobCap, type Db } from '@backroom/queue-core'
+import { createApiKey, setStoreLiveJobCap } from '@backroom/queue-core'
+import type { FastifyInstance } from 'fastify'
 import { useTestDatabase } from '@backroom/queue-core/testing'
-import Fastify, { type FastifyInstance } from 'fastify'
-import { Counter, Histogram, Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DEFAULT_BODY_LIMIT } from '../src/config.ts'
-import { authPlugin } from '../src/plugins/auth.ts'
-import { errorHandler, notFoundHandler } from '../src/plugins/error-handler.ts'
-import type { QueueMetrics } from '../src/plugins/metrics.ts'
-import { jobsRoutes } from '../src/routes/v1/jobs.ts'
+import { testApp } from './test-app.ts'
 
 const t = useTestDatabase()
 let app: FastifyInstance
-let registry: Registry
 let platform: string
 let storeA: string
 
-/**
- * The app's error handling, auth and the jobs routes, as buildApp registers
- * them, with real prom-client counters on a fresh registry (buildApp's
- * metrics plugin is another part of issue 6).
- */
-async function jobsApp(db: Db): Promise<FastifyInstance> {
-  const instance = Fastify({ logger: false, bodyLimit: DEFAULT_BODY_LIMIT })
-  instance.setErrorHandler(errorHandler)
-  instance.setNotFoundHandler(notFoundHandler)
-  registry = new Registry()
-  const counter = (name: string) => new Counter({ name, help: name, labelNames: ['type'] as const, registers: [registry] })
-  const metrics: QueueMetrics = {
-    jobsEnqueued: counter('backroom_jobs_enqueued_total'),
-    jobsClaimed: counter('backroom_jobs_claimed_total'),
-    jobsCompleted: counter('backroom_jobs_completed_total'),
-    jobsFailed: counter('backroom_jobs_failed_total'),
-    jobDuration: new Histogram({ name: 'backroom_job_duration_seconds', help: 'd', labelNames: ['type', 'outcome'] as const, registers: [registry] }),
-  }
-  instance.decorate('queueMetrics', metrics)
-  instance.register(authPlugin, { db, adminKey: null })
-  instance.register(jobsRoutes, { db, redis: null, batchLimit: 5, storeRate: 1_000 })
-  await instance.ready()
-  return instance
-}
 
 beforeAll(async () => {
-  app = await jobsApp(t.db)
+  app = await testApp({ db: t.db, batchLimit: 5, storeRate: 1_000 })
   platform = (await createApiKey(t.db.kysely, { storeId: null })).key
   storeA = (await createApiKey(t.db.kysely, { storeId: 'store-a' })).key
 })
@@ -59,7 +30,7 @@ async function rowCount(): Promise<number> {
 }
 
 async function enqueuedCount(type: string): Promise<number> {
-  const metric = await registry.getSingleMetric('backroom_jobs_enqueued_total')!.get()
+  const metric = await app.queueMetrics.jobsEnqueued.get()
   return metric.values.find((v) => v.labels.type === type)?.value ?? 0
 }
 

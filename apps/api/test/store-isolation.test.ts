@@ -1,12 +1,8 @@
-import { createApiKey, enqueue, setStoreLiveJobCap, type Db } from '@backroom/queue-core'
+import { createApiKey, enqueue, setStoreLiveJobCap } from '@backroom/queue-core'
 import { useTestDatabase } from '@backroom/queue-core/testing'
-import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
-import { Counter, Histogram, Registry } from 'prom-client'
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { authPlugin } from '../src/plugins/auth.ts'
-import { errorHandler, notFoundHandler } from '../src/plugins/error-handler.ts'
-import type { QueueMetrics } from '../src/plugins/metrics.ts'
-import { jobsRoutes } from '../src/routes/v1/jobs.ts'
+import { testApp } from './test-app.ts'
 
 const t = useTestDatabase()
 let app: FastifyInstance
@@ -16,29 +12,9 @@ let pendingB: string, runningB: string, cancelledB: string
 /** An id no job has. */
 const NOBODY = '987654321'
 
-/** Error handling, auth and the jobs routes as buildApp registers them; real counters on a fresh registry. */
-async function jobsApp(db: Db): Promise<FastifyInstance> {
-  const instance = Fastify({ logger: false })
-  instance.setErrorHandler(errorHandler)
-  instance.setNotFoundHandler(notFoundHandler)
-  const registry = new Registry()
-  const counter = (name: string) => new Counter({ name, help: name, labelNames: ['type'] as const, registers: [registry] })
-  const metrics: QueueMetrics = {
-    jobsEnqueued: counter('backroom_jobs_enqueued_total'),
-    jobsClaimed: counter('backroom_jobs_claimed_total'),
-    jobsCompleted: counter('backroom_jobs_completed_total'),
-    jobsFailed: counter('backroom_jobs_failed_total'),
-    jobDuration: new Histogram({ name: 'backroom_job_duration_seconds', help: 'd', labelNames: ['type', 'outcome'] as const, registers: [registry] }),
-  }
-  instance.decorate('queueMetrics', metrics)
-  instance.register(authPlugin, { db, adminKey: null })
-  instance.register(jobsRoutes, { db, redis: null, batchLimit: 100, storeRate: 1_000 })
-  await instance.ready()
-  return instance
-}
 
 beforeAll(async () => {
-  app = await jobsApp(t.db)
+  app = await testApp({ db: t.db, batchLimit: 100, storeRate: 1_000 })
   keyA = (await createApiKey(t.db.kysely, { storeId: 'store-a' })).key
   const db = t.db.kysely
   await enqueue(db, { type: 'system.canary', storeId: 'store-a', payload: {} })

@@ -1,4 +1,4 @@
-import { PermanentError } from '@backroom/queue-core'
+import { providerEnv } from '../lib/provider-env.ts'
 
 /** Environment variables the marketplace client reads. */
 export const MARKETPLACE_ENV = {
@@ -36,35 +36,11 @@ export interface MarketplaceConfig {
  * variable; retrying cannot fix a deployment.
  */
 export function readMarketplaceConfig(env: Readonly<Record<string, string | undefined>>): MarketplaceConfig {
-  const apiUrl = required(env, MARKETPLACE_ENV.apiUrl)
-  if (!URL.canParse(apiUrl) || !/^https?:$/.test(new URL(apiUrl).protocol)) {
-    throw notConfigured(MARKETPLACE_ENV.apiUrl, 'is not an http(s) URL')
-  }
+  const read = providerEnv(env, 'export.marketplace')
   return {
-    apiUrl: apiUrl.replace(/\/+$/, ''),
-    apiKey: required(env, MARKETPLACE_ENV.apiKey),
-    timeoutMs: positiveNumber(env, MARKETPLACE_ENV.timeoutMs, DEFAULT_MARKETPLACE_TIMEOUT_MS),
-    ratePerSecond: positiveNumber(env, MARKETPLACE_ENV.ratePerSecond, DEFAULT_MARKETPLACE_RATE_PER_SEC),
+    apiUrl: read.httpUrl(MARKETPLACE_ENV.apiUrl),
+    apiKey: read.required(MARKETPLACE_ENV.apiKey),
+    timeoutMs: read.positive(MARKETPLACE_ENV.timeoutMs, DEFAULT_MARKETPLACE_TIMEOUT_MS),
+    ratePerSecond: read.positive(MARKETPLACE_ENV.ratePerSecond, DEFAULT_MARKETPLACE_RATE_PER_SEC),
   }
-}
-
-function required(env: Readonly<Record<string, string | undefined>>, name: string): string {
-  const value = env[name]?.trim()
-  if (!value) throw notConfigured(name, 'is not set')
-  return value
-}
-
-function positiveNumber(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number): number {
-  const text = env[name]?.trim()
-  if (!text) return fallback
-  const value = Number(text)
-  if (!Number.isFinite(value) || value <= 0) throw notConfigured(name, 'must be a number above 0')
-  return value
-}
-
-function notConfigured(variable: string, problem: string): PermanentError {
-  return new PermanentError('not_configured', {
-    message: `marketplace export is not configured: ${variable} ${problem}`,
-    details: { variable },
-  })
 }

@@ -1,4 +1,4 @@
-import { PermanentError } from '@backroom/queue-core'
+import { providerEnv } from '../lib/provider-env.ts'
 
 /** Per-request limit for the manifest and the setup hook when PLUGIN_HTTP_TIMEOUT_MS is unset. */
 export const DEFAULT_PLUGIN_HTTP_TIMEOUT_MS = 15_000
@@ -27,35 +27,11 @@ export interface InstallPluginConfig {
  * const config = readInstallPluginConfig(deps.env) // throws PermanentError('not_configured')
  */
 export function readInstallPluginConfig(env: Readonly<Record<string, string | undefined>>): InstallPluginConfig {
-  const raw = env.PLUGIN_REGISTRY_URL?.trim()
-  if (!raw) throw notConfigured('PLUGIN_REGISTRY_URL is not set: the plugin registry endpoint is unknown')
-  let registryUrl: URL
-  try {
-    registryUrl = new URL(raw)
-  } catch {
-    throw notConfigured('PLUGIN_REGISTRY_URL is not a valid URL')
-  }
-  if (registryUrl.protocol !== 'https:' && registryUrl.protocol !== 'http:') {
-    throw notConfigured('PLUGIN_REGISTRY_URL must be an http(s) URL')
-  }
+  const read = providerEnv(env, 'install.plugin')
   return {
-    registryUrl,
-    registryToken: env.PLUGIN_REGISTRY_TOKEN?.trim() || undefined,
-    httpTimeoutMs: readMs(env, 'PLUGIN_HTTP_TIMEOUT_MS', DEFAULT_PLUGIN_HTTP_TIMEOUT_MS),
-    downloadTimeoutMs: readMs(env, 'PLUGIN_DOWNLOAD_TIMEOUT_MS', DEFAULT_PLUGIN_DOWNLOAD_TIMEOUT_MS),
+    registryUrl: new URL(read.httpUrl('PLUGIN_REGISTRY_URL', 'the plugin registry endpoint is unknown')),
+    registryToken: read.optional('PLUGIN_REGISTRY_TOKEN'),
+    httpTimeoutMs: read.ms('PLUGIN_HTTP_TIMEOUT_MS', DEFAULT_PLUGIN_HTTP_TIMEOUT_MS),
+    downloadTimeoutMs: read.ms('PLUGIN_DOWNLOAD_TIMEOUT_MS', DEFAULT_PLUGIN_DOWNLOAD_TIMEOUT_MS),
   }
-}
-
-function readMs(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number): number {
-  const raw = env[name]?.trim()
-  if (!raw) return fallback
-  const value = Number(raw)
-  if (!Number.isInteger(value) || value < 1 || value > 3_600_000) {
-    throw notConfigured(`${name} must be a whole number of milliseconds between 1 and 3600000`)
-  }
-  return value
-}
-
-function notConfigured(message: string): PermanentError {
-  return new PermanentError('not_configured', { message: `install.plugin: ${message}` })
 }

@@ -1,7 +1,7 @@
-import { PermanentError } from '@backroom/queue-core'
 import { Type, type Static } from 'typebox'
 import { callUpstreamJson, type CallContext } from '../lib/http-client.ts'
 import { UpstreamError } from '../lib/upstream-error.ts'
+import { providerEnv } from '../lib/provider-env.ts'
 
 /*
  * Protocol: a cursor-paginated inventory-levels API in the manner of
@@ -42,22 +42,12 @@ export interface InventoryApiConfig {
  * retrying cannot fix a worker's missing configuration.
  */
 export function inventoryApiConfig(env: Readonly<Record<string, string | undefined>>): InventoryApiConfig {
-  const notConfigured = (variable: string, problem: string): never => {
-    throw new PermanentError('not_configured', { message: `${variable} ${problem}`, details: { variable } })
+  const read = providerEnv(env, 'sync.inventory')
+  return {
+    baseUrl: read.httpUrl('INVENTORY_API_URL', 'the inventory API endpoint is unknown'),
+    apiKey: read.required('INVENTORY_API_KEY', 'the inventory API needs a bearer token'),
+    timeoutMs: read.ms('INVENTORY_API_TIMEOUT_MS', DEFAULT_INVENTORY_TIMEOUT_MS, 600_000),
   }
-  const baseUrl = env.INVENTORY_API_URL?.trim()
-  if (!baseUrl) return notConfigured('INVENTORY_API_URL', 'is not set: the inventory API endpoint is unknown')
-  if (!URL.canParse(baseUrl) || !/^https?:$/.test(new URL(baseUrl).protocol)) {
-    return notConfigured('INVENTORY_API_URL', 'is not an http(s) URL')
-  }
-  const apiKey = env.INVENTORY_API_KEY?.trim()
-  if (!apiKey) return notConfigured('INVENTORY_API_KEY', 'is not set: the inventory API needs a bearer token')
-  const timeoutText = env.INVENTORY_API_TIMEOUT_MS?.trim()
-  const timeoutMs = timeoutText ? Number(timeoutText) : DEFAULT_INVENTORY_TIMEOUT_MS
-  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) {
-    return notConfigured('INVENTORY_API_TIMEOUT_MS', 'must be whole milliseconds from 1 to 600000')
-  }
-  return { baseUrl: baseUrl.replace(/\/+$/, ''), apiKey, timeoutMs }
 }
 
 /** One level as the API sends it. Providers add fields; we ignore them. */

@@ -3,6 +3,7 @@ import { PermanentError } from '@backroom/queue-core'
 import { Type } from 'typebox'
 import { callUpstreamJson, type CallContext } from '../lib/http-client.ts'
 import { UpstreamError } from '../lib/upstream-error.ts'
+import { providerEnv } from '../lib/provider-env.ts'
 
 /** DeepL accepts at most this many texts in one request. */
 export const DEEPL_MAX_TEXTS = 50
@@ -32,26 +33,12 @@ export interface DeeplConfig {
  * cannot fix the environment.
  */
 export function readDeeplConfig(env: Readonly<Record<string, string | undefined>>): DeeplConfig {
-  const base = env.DEEPL_API_URL?.trim()
-  if (!base) throw notConfigured('DEEPL_API_URL is not set (the DeepL API base URL, e.g. https://api-free.deepl.com)')
-  let url: URL
-  try {
-    url = new URL(`${base.replace(/\/+$/, '')}/v2/translate`)
-  } catch (err) {
-    throw notConfigured('DEEPL_API_URL is not a valid URL', err)
+  const read = providerEnv(env, 'translation.ui')
+  return {
+    translateUrl: `${read.httpUrl('DEEPL_API_URL', 'the DeepL API base URL, e.g. https://api-free.deepl.com')}/v2/translate`,
+    apiKey: read.required('DEEPL_API_KEY'),
+    timeoutMs: read.ms('DEEPL_TIMEOUT_MS', DEFAULT_DEEPL_TIMEOUT_MS, 600_000),
   }
-  const apiKey = env.DEEPL_API_KEY?.trim()
-  if (!apiKey) throw notConfigured('DEEPL_API_KEY is not set')
-  const rawTimeout = env.DEEPL_TIMEOUT_MS?.trim()
-  const timeoutMs = rawTimeout ? Number(rawTimeout) : DEFAULT_DEEPL_TIMEOUT_MS
-  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) {
-    throw notConfigured('DEEPL_TIMEOUT_MS must be a whole number of milliseconds between 1 and 600000')
-  }
-  return { translateUrl: url.toString(), apiKey, timeoutMs }
-}
-
-function notConfigured(message: string, cause?: unknown): PermanentError {
-  return new PermanentError('not_configured', { message: `translation.ui: ${message}`, cause })
 }
 
 /** A DeepL source language: the bare language, upper case (`en-US` → `EN`); DeepL has no regional sources. */

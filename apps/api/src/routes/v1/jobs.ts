@@ -16,6 +16,7 @@ import type { Redis } from 'ioredis'
 import { Type } from 'typebox'
 import { Compile } from 'typebox/compile'
 import { ApiError } from '../../api-error.ts'
+import { strictQueryIntegers } from '../../strict-query-integers.ts'
 import { createEnqueueRateLimiter } from '../../enqueue-rate-limiter.ts'
 import { checkPayload, payloadProblem } from '../../payload-check.ts'
 import { scopeOf, storeForWrite } from '../../principal.ts'
@@ -161,6 +162,7 @@ export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (plain, o
   app.get(
     '/v1/jobs',
     {
+      preValidation: strictQueryIntegers(['limit']),
       schema: {
         summary: 'List jobs, newest first (live and finished)',
         description: 'Keyset pagination: pass nextCursor back as cursor. A store key sees only its own store.',

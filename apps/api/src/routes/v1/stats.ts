@@ -5,6 +5,7 @@ import { Type, type Static } from 'typebox'
 import { ApiError } from '../../api-error.ts'
 import { principalOf } from '../../principal.ts'
 import { ErrorBody } from '../../schemas/error-body.ts'
+import { strictQueryIntegers } from '../../strict-query-integers.ts'
 
 const StatsQuery = Type.Object(
   {
@@ -60,6 +61,7 @@ export const statsRoutes: FastifyPluginAsync<StatsRoutesOptions> = async (app, o
   app.withTypeProvider<TypeBoxTypeProvider>().get(
     '/v1/stats',
     {
+      preValidation: strictQueryIntegers(['storeLimit', 'backlog', 'oldestPendingMs', 'longRunningMs']),
       schema: {
         summary: 'Queue health: backlog, oldest pending age and long-running jobs, with alert conditions',
         tags: ['stats'],
