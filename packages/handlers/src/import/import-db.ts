@@ -1,5 +1,5 @@
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely'
-import type { ProductRow } from './parse-product-row.ts'
+import type { ProductRow } from './feed/parse-product-row.ts'
 import type { FeedFormat, ImportDatabase } from './import-tables.ts'
 
 // Every statement of the import on its own tables and on shop.products. Bulk

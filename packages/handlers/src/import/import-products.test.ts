@@ -3,7 +3,7 @@ import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startFakeServer, type FakeServer } from '../testing/fake-server.ts'
 import { useHandlerTestBed } from '../testing/run-jobs.ts'
-import { saveFeedUpload } from './feed-uploads.ts'
+import { saveFeedUpload } from './feed/feed-uploads.ts'
 import { createImportProducts, createImportProductsChunk, importTypeSettings, type ImportOptions, type ImportReport } from './import-products.ts'
 import type { ImportTables } from './import-tables.ts'
 

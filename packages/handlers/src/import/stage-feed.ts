@@ -1,6 +1,6 @@
 import type { HandlerContext } from '@backroom/queue-core'
 import { stageBatch, type ImportDb, type RowError, type StagedRow } from './import-db.ts'
-import type { FeedRecord } from './read-feed-records.ts'
+import type { FeedRecord } from './feed/read-feed-records.ts'
 
 /** How staging batches and reports. */
 export interface StagingOptions {

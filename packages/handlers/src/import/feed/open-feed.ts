@@ -1,11 +1,11 @@
 import { PermanentError, type HandlerContext } from '@backroom/queue-core'
 import type { Static } from 'typebox'
-import type { HandlerDeps } from '../lib/deps.ts'
-import { sendUpstream } from '../lib/http-client.ts'
-import { UpstreamError } from '../lib/upstream-error.ts'
+import type { HandlerDeps } from '../../lib/deps.ts'
+import { sendUpstream } from '../../lib/http-client.ts'
+import { UpstreamError } from '../../lib/upstream-error.ts'
 import { findFeedUpload, readFeedUpload } from './feed-uploads.ts'
-import type { ImportProductsPayload } from './import-products-payload.ts'
-import type { FeedFormat } from './import-tables.ts'
+import type { ImportProductsPayload } from '../import-products-payload.ts'
+import type { FeedFormat } from '../import-tables.ts'
 
 /** Comma-separated origins feed URLs may point at (`*`: any); required for URL feeds. */
 export const FEED_ALLOWED_ORIGINS_ENV = 'IMPORT_FEED_ALLOWED_ORIGINS'

@@ -1,7 +1,7 @@
 import { PermanentError } from '@backroom/queue-core'
 import { parse, type CsvError } from 'csv-parse'
 import { parseProductRow, type ParsedRow } from './parse-product-row.ts'
-import type { FeedFormat } from './import-tables.ts'
+import type { FeedFormat } from '../import-tables.ts'
 
 /** One data record of a feed: its line and what validation made of it. */
 export interface FeedRecord {

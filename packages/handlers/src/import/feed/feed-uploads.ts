@@ -1,7 +1,7 @@
 import { PermanentError } from '@backroom/queue-core'
 import type { Kysely } from 'kysely'
-import type { ShopDatabase } from '../lib/shop-database.ts'
-import type { FeedFormat, ImportTables } from './import-tables.ts'
+import type { ShopDatabase } from '../../lib/shop-database.ts'
+import type { FeedFormat, ImportTables } from '../import-tables.ts'
 
 /** The largest part of an upload (the table's check). */
 export const FEED_UPLOAD_PART_BYTES = 1024 * 1024
