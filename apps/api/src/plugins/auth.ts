@@ -43,6 +43,8 @@ export const authPlugin = fp<AuthOptions>(async (app, options) => {
     if (principal === null) return unauthorized(reply)
     request.principal = principal
     request.log = request.log.child({ keyId: principal.keyId, ...(principal.storeId === null ? {} : { storeId: principal.storeId }) })
+    // Fastify's "request completed" line is written through reply.log, bound before this hook ran.
+    reply.log = request.log
   })
 })
 
