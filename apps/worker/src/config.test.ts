@@ -24,7 +24,10 @@ describe('loadConfig', () => {
       dbPoolMin: 0,
       logLevel: 'info',
       shutdownGraceMs: 10_000,
+      metricsPort: null,
     })
+    expect(loadConfig({ DATABASE_URL: url, WORKER_METRICS_PORT: '9464' }).metricsPort).toBe(9464)
+    expect(() => loadConfig({ DATABASE_URL: url, WORKER_METRICS_PORT: '70000' })).toThrow(ConfigError)
   })
 
   it('reads every variable of the contract', () => {

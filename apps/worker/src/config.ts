@@ -24,6 +24,8 @@ export interface WorkerConfig {
   readonly logLevel: LogLevel
   /** `WORKER_SHUTDOWN_GRACE_MS`: how long SIGTERM waits for running jobs before releasing them. */
   readonly shutdownGraceMs: number
+  /** `WORKER_METRICS_PORT`: serve Prometheus metrics on this port; null (unset) serves none. */
+  readonly metricsPort: number | null
 }
 
 /** Thrown when the environment does not describe a runnable service. */
@@ -64,6 +66,9 @@ export function loadConfig(
     if (unknown.length > 0) problems.push(`WORKER_TYPES names job types without a handler: ${unknown.join(', ')}`)
   }
 
+  const metricsPort = env.WORKER_METRICS_PORT?.trim() ? envInteger(env, 'WORKER_METRICS_PORT', 0, 0, problems) : null
+  if (metricsPort !== null && metricsPort > 65_535) problems.push('WORKER_METRICS_PORT must be at most 65535')
+
   if (problems.length > 0) throw new ConfigError(problems)
-  return { databaseUrl, concurrency, prefetch, types, dbPoolMax, dbPoolMin, logLevel, shutdownGraceMs }
+  return { databaseUrl, concurrency, prefetch, types, dbPoolMax, dbPoolMin, logLevel, shutdownGraceMs, metricsPort }
 }

@@ -1,10 +1,13 @@
 import { connect, createWorkerPool, migrate, type Db, type Handler, type WorkerPool } from '@backroom/queue-core'
 import type { Logger } from 'pino'
 import type { WorkerConfig } from './config.ts'
+import { createWorkerMetrics, startMetricsServer, type MetricsServer } from './worker-metrics.ts'
 
 /** A started worker: its pool and the one way to stop it. */
 export interface RunningWorker {
   readonly pool: WorkerPool
+  /** The Prometheus endpoint, when WORKER_METRICS_PORT is set. */
+  readonly metrics: MetricsServer | null
   /** Drains the pool (grace period, then release) and closes the database pool. */
   stop(): Promise<void>
 }
@@ -39,8 +42,10 @@ export async function startWorker(args: {
     min: config.dbPoolMin,
     applicationName: 'backroom-worker',
   })
+  let metrics: MetricsServer | null = null
   try {
     await args.prepare?.(db)
+    const workerMetrics = config.metricsPort === null ? null : createWorkerMetrics()
     const pool = createWorkerPool({
       db: db.kysely,
       connectionString: config.databaseUrl,
@@ -50,19 +55,28 @@ export async function startWorker(args: {
       prefetch: config.prefetch,
       shutdownGraceMs: config.shutdownGraceMs,
       log,
+      onOutcome: workerMetrics?.onOutcome,
     })
+    if (workerMetrics && config.metricsPort !== null) {
+      metrics = await startMetricsServer(workerMetrics.registry, config.metricsPort)
+      log.info({ port: metrics.port }, 'metrics on /metrics')
+    }
     await pool.start()
+    const served = metrics
     return {
       pool,
+      metrics: served,
       async stop() {
         try {
           await pool.stop()
         } finally {
+          await served?.close()
           await db.close()
         }
       },
     }
   } catch (err) {
+    await metrics?.close()
     await db.close()
     throw err
   }

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { enqueue, getJob } from '@backroom/queue-core'
-import { useTestDatabase, waitFor } from '@backroom/queue-core/testing'
+import { freePort, useTestDatabase, waitFor } from '@backroom/queue-core/testing'
 import { afterEach, describe, expect, it } from 'vitest'
 
 const t = useTestDatabase()
@@ -37,7 +37,8 @@ afterEach(() => {
 
 describe('worker process', () => {
   it('runs a system.canary job, then drains and exits 0 on SIGTERM without printing the database URL', async () => {
-    const w = startMain({ DATABASE_URL: t.url, WORKER_CONCURRENCY: '2' })
+    const metricsPort = await freePort()
+    const w = startMain({ DATABASE_URL: t.url, WORKER_CONCURRENCY: '2', WORKER_METRICS_PORT: String(metricsPort) })
     await waitFor(() => w.output().includes('"msg":"worker pool started"') || w.child.exitCode !== null, {
       timeoutMs: 30_000,
       what: 'worker start',
@@ -46,6 +47,10 @@ describe('worker process', () => {
 
     const { job } = await enqueue(t.db.kysely, { type: 'system.canary', storeId: 'store-e2e', payload: {} })
     await waitFor(async () => (await getJob(t.db.kysely, job.id)).state === 'completed', { what: 'canary completed' })
+    // WORKER_METRICS_PORT: this worker's runs, for Prometheus.
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+    expect(metrics).toContain('backroom_worker_runs_total{type="system.canary",outcome="completed"} 1')
+    expect(metrics).toContain('backroom_worker_run_duration_seconds_count{type="system.canary",outcome="completed"} 1')
 
     const exited = once(w.child, 'exit')
     w.child.kill('SIGTERM')
