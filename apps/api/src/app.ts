@@ -11,6 +11,7 @@ import { processPendingRoute, type LoadHandlers } from './routes/internal/proces
 import { jobsRoutes } from './routes/v1/jobs.ts'
 import { keysRoutes } from './routes/v1/keys.ts'
 import { statsRoutes } from './routes/v1/stats.ts'
+import { uploadsRoutes } from './routes/v1/uploads.ts'
 
 /** What the app needs from its process: built by server.ts, or by a test. */
 export interface AppDeps {
@@ -32,6 +33,8 @@ export interface AppDeps {
    */
   readonly loadHandlers?: LoadHandlers
   readonly batchLimit?: number
+  /** Largest feed file `POST /v1/uploads` accepts, in bytes (default 512 MiB). */
+  readonly uploadLimit?: number
   readonly bodyLimit?: number
   /** Enqueues per second per store. */
   readonly storeRate?: number
@@ -83,6 +86,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     storeRate: deps.storeRate ?? DEFAULT_STORE_RATE,
   })
   app.register(keysRoutes, { db: deps.db })
+  app.register(uploadsRoutes, { db: deps.db, maxBytes: deps.uploadLimit })
   app.register(statsRoutes, { db: deps.db })
   app.register(processPendingRoute, { db: deps.db, cronSecret: deps.cronSecret ?? null, loadHandlers: deps.loadHandlers })
   return app

@@ -4,6 +4,7 @@
  * requests, closes the pool and exits 0. Configuration: see config.ts.
  */
 import { connect, migrate } from '@backroom/queue-core'
+import { migrateShop } from '@backroom/handlers/uploads'
 import { Redis } from 'ioredis'
 import { buildApp } from './app.ts'
 import { loadConfig } from './config.ts'
@@ -30,7 +31,8 @@ try {
   })
   const starting = (async () => {
     // Idempotent and advisory-locked: API and worker may both start at once.
-    const applied = await migrate({ connectionString: config.databaseUrl })
+    // The shop's tables too: feed uploads land there before any worker has started.
+    const applied = [...(await migrate({ connectionString: config.databaseUrl })), ...(await migrateShop(config.databaseUrl))]
     await redis?.connect().catch((err: unknown) => log.warn({ errCode: (err as { code?: string }).code }, 'redis not reachable at start-up; rate limits stay in-process until it is'))
     if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied')
     await app.listen({ port: config.port, host: '0.0.0.0' })

@@ -1,6 +1,7 @@
 import type { Db } from '@backroom/queue-core'
-import { Kysely, PostgresDialect } from 'kysely'
+import type { Kysely } from 'kysely'
 import type { ShopDatabase } from './shop-database.ts'
+import { shopView } from './shop-view.ts'
 
 /**
  * What handlers are built from: the queue's database (enqueue child jobs,
@@ -22,6 +23,5 @@ export interface HandlerDeps {
  * const handlers = createHandlers(handlerDeps(db, process.env))
  */
 export function handlerDeps(db: Db, env: Readonly<Record<string, string | undefined>>): HandlerDeps {
-  const shop = new Kysely<ShopDatabase>({ dialect: new PostgresDialect({ pool: db.pool }) })
-  return { db, shop, env }
+  return { db, shop: shopView(db), env }
 }

@@ -42,7 +42,7 @@ export class FeedUploadTooLargeError extends Error {
  * const { uploadId } = await saveFeedUpload(deps.shop, { storeId, format: 'csv', body: req.raw })
  * await enqueue(db.kysely, { type: 'import.products', storeId, payload: { uploadId } })
  */
-export async function saveFeedUpload(shop: Kysely<ShopDatabase>, input: FeedUploadInput): Promise<{ uploadId: string }> {
+export async function saveFeedUpload(shop: Kysely<ShopDatabase>, input: FeedUploadInput): Promise<{ uploadId: string; bytes: number }> {
   const db = shop.withTables<ImportTables>()
   const maxBytes = input.maxBytes ?? DEFAULT_MAX_UPLOAD_BYTES
   const partBytes = Math.min(FEED_UPLOAD_PART_BYTES, Math.max(1, input.partBytes ?? FEED_UPLOAD_PART_BYTES))
@@ -51,6 +51,22 @@ export async function saveFeedUpload(shop: Kysely<ShopDatabase>, input: FeedUplo
     .values({ store_id: input.storeId, format: input.format, completed_at: null })
     .returning('upload_id')
     .executeTakeFirstOrThrow()
+  // An upload cut short (too large, a dropped connection) leaves nothing behind.
+  try {
+    return await writeParts(db, uploadId, input.body, maxBytes, partBytes)
+  } catch (err) {
+    await db.deleteFrom('shop.feed_uploads').where('upload_id', '=', uploadId).execute()
+    throw err
+  }
+}
+
+async function writeParts(
+  db: Kysely<ShopDatabase & ImportTables>,
+  uploadId: string,
+  body: AsyncIterable<Uint8Array>,
+  maxBytes: number,
+  partBytes: number,
+): Promise<{ uploadId: string; bytes: number }> {
   let partNo = 0
   let total = 0
   let pending: Uint8Array[] = []
@@ -59,7 +75,7 @@ export async function saveFeedUpload(shop: Kysely<ShopDatabase>, input: FeedUplo
     await db.insertInto('shop.feed_upload_parts').values({ upload_id: uploadId, part_no: partNo, data }).execute()
     partNo++
   }
-  for await (const piece of input.body) {
+  for await (const piece of body) {
     total += piece.byteLength
     if (total > maxBytes) throw new FeedUploadTooLargeError(maxBytes)
     pending.push(piece)
@@ -78,7 +94,7 @@ export async function saveFeedUpload(shop: Kysely<ShopDatabase>, input: FeedUplo
     .set({ parts: partNo, bytes: total, completed_at: new Date() })
     .where('upload_id', '=', uploadId)
     .execute()
-  return { uploadId }
+  return { uploadId, bytes: total }
 }
 
 /** An upload as an import sees it. */
