@@ -28,6 +28,14 @@ describe('the schemas-only entry (@backroom/handlers/schemas)', () => {
     expect([...packages].sort()).toEqual(['typebox'])
   })
 
+  it('has an uploads entry (@backroom/handlers/uploads) that reaches the feed store only', () => {
+    const { files } = importGraph(path.join(SRC, 'uploads.ts'))
+    const reached = [...files].map((f) => path.relative(SRC, f)).sort()
+    expect(reached).toEqual(
+      ['import/feed/feed-uploads.ts', 'import/import-tables.ts', 'lib/shop-database.ts', 'lib/shop-migrations.ts', 'lib/shop-view.ts', 'uploads.ts'].sort(),
+    )
+  })
+
   it('has a schema for every handler the worker runs', async () => {
     const { createHandlers } = await import('./create-handlers.ts')
     const handlerTypes = createHandlers({ db: null as never, shop: { withTables: () => null } as never, env: {} }).map((h) => h.type)
