@@ -124,6 +124,7 @@ function anyV1Route(rng: Rng, world: FuzzWorld): { method: string; url: string; 
     () => ({ method: 'GET', url: '/v1/stats' }),
     () => ({ method: 'POST', url: '/v1/keys', body: toJson(rng.chance(0.5) ? {} : { storeId: 'store-a' }) }),
     () => ({ method: 'DELETE', url: `/v1/keys/${rng.int(1, 6)}` }),
+    () => ({ method: 'POST', url: '/v1/uploads?format=csv&storeId=store-a', body: 'sku,title,price,currency\n' }),
   ])()
 }
 
@@ -388,7 +389,34 @@ function routeRequest(rng: Rng, world: FuzzWorld): BadRequest {
   return { label: `${method} ${unknown}`, method, url: unknown, headers: rng.chance(0.5) ? authHeader(world, role) : {}, expect: [401, 404] }
 }
 
+/**
+ * A feed upload with one defect that is refused before anything is stored:
+ * no or an unknown format, a store named by a store key or not named by a
+ * platform key, a content type that is not a feed, a junk query field.
+ */
+function uploadRequest(rng: Rng, world: FuzzWorld): BadRequest {
+  const { role, principal } = anyPrincipal(rng)
+  const storeParam = principal === 'platform' ? '&storeId=store-a' : ''
+  const defect = rng.pick(['no format', 'unknown format', 'store named wrongly', 'not a feed content type', 'junk query field'] as const)
+  let url = `/v1/uploads?format=csv${storeParam}`
+  let contentType = rng.pick(['text/csv', 'application/x-ndjson'])
+  if (defect === 'no format') url = `/v1/uploads${storeParam ? `?${storeParam.slice(1)}` : ''}`
+  if (defect === 'unknown format') url = `/v1/uploads?format=${rng.pick(['xls', 'CSV', '', 'csv,jsonl'])}${storeParam}`
+  if (defect === 'store named wrongly') url = principal === 'platform' ? '/v1/uploads?format=csv' : '/v1/uploads?format=csv&storeId=store-b'
+  if (defect === 'not a feed content type') contentType = rng.pick(['application/json', 'text/plain', 'multipart/form-data; boundary=x'])
+  if (defect === 'junk query field') url = `${url}&${rng.pick(['state', 'attempt', 'uploadId'])}=1`
+  return {
+    label: `upload as ${role}: ${defect}`,
+    method: 'POST',
+    url,
+    headers: { ...authHeader(world, role), 'content-type': contentType },
+    body: `sku,title,price,currency\n${world.marker}-1,t,1.00,EUR\n`,
+    expect: [400, 415],
+  }
+}
+
 const GENERATORS: ReadonlyArray<readonly [number, (rng: Rng, world: FuzzWorld) => BadRequest]> = [
+  [5, uploadRequest],
   [22, enqueueRequest],
   [12, batchRequest],
   [12, unauthenticated],
