@@ -102,7 +102,9 @@ export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (plain, o
       const spec = toSpec(request, request.body)
       checkPayload(spec.type, spec.payload)
       await limiter.take(spec.storeId, 1)
-      const result = await enqueue(db, spec)
+      // One transaction: an enqueue may take several statements (a coalescing
+      // fold, a dedupe race, a capped store's lock); a failure must write nothing.
+      const result = await db.transaction().execute((trx) => enqueue(trx, spec))
       countCreated(request, [result])
       request.log.info({ jobId: result.job.id, storeId: spec.storeId, jobType: spec.type, deduped: result.deduped }, 'job enqueued')
       return reply.code(result.deduped ? 200 : 201).send({ job: toJobView(result.job), deduped: result.deduped })
