@@ -3,17 +3,18 @@ import type { Kysely } from 'kysely'
 import { pino, type Logger } from 'pino'
 import { DEFAULT_TIMEOUT_MS } from './config.ts'
 import { claimBatchOnSession, extendLeases, useClaimSettings, type ClaimArgs } from './db/claim.ts'
-import { claimLimitedOnSession, limitedTypes } from './db/claim-limited.ts'
+import { limitedTypes } from './db/claim-limited.ts'
 import type { Database } from './db/database.ts'
 import { countPending, runTimePercentiles } from './db/drain.ts'
 import { giveBack } from './db/history.ts'
 import { toClaimedJob, type ClaimedJobRow } from './db/rows.ts'
 import { declareCosts } from './db/settings.ts'
 import { ValidationError } from './errors.ts'
-import { createRegistry, type Handler, type HandlerRegistry } from './handler.ts'
+import { createRegistry, declaredCosts, type Handler, type HandlerRegistry } from './handler.ts'
 import type { ClaimedJob } from './types.ts'
 import { createCompleter } from './worker/completer.ts'
 import { startRun, type ActiveRun, type RunOutcome } from './worker/executor.ts'
+import { topUpClaim } from './worker/top-up-claim.ts'
 
 /** Jobs run at once by one drain when the caller does not say. */
 export const DEFAULT_DRAIN_CONCURRENCY = 4
@@ -136,7 +137,7 @@ export async function drainWithinBudget(db: Kysely<Database>, options: DrainOpti
   const timeoutOf = (type: string) => handlers.get(type)?.timeoutMs ?? DEFAULT_TIMEOUT_MS
 
   // As a worker pool does on start: a cron-only deployment has no other worker to declare them.
-  await declareCosts(db, [...handlers.values()].flatMap((h) => (h.cost === undefined ? [] : [{ type: h.type, cost: h.cost }])))
+  await declareCosts(db, declaredCosts(handlers))
   const seen = await runTimePercentiles(db, { types, windowMs, percentile, sample: ESTIMATE_SAMPLE })
   const estimates = new Map(types.map((t) => [t, Math.min(defaultEstimateMs, timeoutOf(t))]))
   // A run never outlasts its timeout, so a slow history never makes a type look slower than that.
@@ -267,15 +268,7 @@ async function claimFor(db: Kysely<Database>, args: ClaimArgs, log: Logger): Pro
   })
   if (!plain.limitedTypes || plain.rows.length >= args.limit) return plain.rows
   const limited = await limitedTypes(db, args.types)
-  if (limited.length === 0) return plain.rows
-  // The plain claim's rows are leased already: a failure here must not drop them.
-  try {
-    const more = await claimLimitedOnSession(db, { ...args, limit: args.limit - plain.rows.length, limited })
-    return [...plain.rows, ...more.rows]
-  } catch (err) {
-    log.error({ err }, 'limited claim failed')
-    return plain.rows
-  }
+  return (await topUpClaim(db, { ...args, limited }, plain.rows, log)).rows
 }
 
 function checkInteger(field: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): void {

@@ -35,6 +35,10 @@ export async function enqueue<P = unknown>(target: EnqueueTarget, spec: EnqueueS
  * held by a live job of the store, yields that job with `deduped: true`.
  *
  * Throws {@link ValidationError} (nothing written) if any spec is invalid.
+ * Coalescing jobs, dedupe races and capped stores can take further
+ * statements; on a pool each commits by itself, so a caller that needs all
+ * or nothing passes a transaction (the API does). Not opened here: every
+ * plain enqueue on a pool would pay two more round trips for it.
  */
 export async function enqueueMany<P = unknown>(
   target: EnqueueTarget,

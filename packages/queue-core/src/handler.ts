@@ -74,6 +74,11 @@ export function defineHandler<S extends TSchema>(definition: HandlerDefinition<S
 /** Handlers by job type. */
 export type HandlerRegistry = ReadonlyMap<string, Handler>
 
+/** The fairness costs the handlers declare (types without one are left out), for job_types. */
+export function declaredCosts(handlers: HandlerRegistry): Array<{ type: string; cost: number }> {
+  return [...handlers.values()].flatMap((h) => (h.cost === undefined ? [] : [{ type: h.type, cost: h.cost }]))
+}
+
 /** Builds a registry; throws if two handlers claim the same type. */
 export function createRegistry(handlers: ReadonlyArray<Handler>): HandlerRegistry {
   const map = new Map<string, Handler>()

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import { claimBatchOnSession } from '../db/claim.ts'
 import { claimLimitedOnSession, limitedTypes } from '../db/claim-limited.ts'
+import { topUpClaim } from './top-up-claim.ts'
 import { LIMITS_REFRESH_MS } from '../config.ts'
 import type { Executor } from '../db/database.ts'
 import type { ClaimedJobRow } from '../db/rows.ts'
@@ -80,19 +81,9 @@ export function createProducer(args: {
       const plain = await claimBatchOnSession(args.session, claimArgs)
       if (!plain.limitedTypes) return plain.rows
       await readLimits()
-      if (limited.length === 0 || plain.rows.length === free) return plain.rows
-      // Room left: take the limited types' jobs now rather than at the next
-      // wake-up. The plain claim's rows are leased already: a failure here
-      // must not drop them, so it is logged and tried again at the next
-      // wake-up (not at once: a failing statement must not spin).
-      try {
-        const more = await claimLimitedOnSession(args.session, { ...claimArgs, limit: free - plain.rows.length, limited })
-        if (more.retryInMs !== null) scheduleRetry(more.retryInMs)
-        return [...plain.rows, ...more.rows]
-      } catch (err) {
-        log.error({ err }, 'limited claim failed')
-        return plain.rows
-      }
+      const topped = await topUpClaim(args.session, { ...claimArgs, limited }, plain.rows, log)
+      if (topped.retryInMs !== null) scheduleRetry(topped.retryInMs)
+      return topped.rows
     }
     const { rows, retryInMs } = await claimLimitedOnSession(args.session, { ...claimArgs, limited })
     // Jobs waited for a rate-limit token: claim again when the bucket refills.

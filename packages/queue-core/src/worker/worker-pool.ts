@@ -19,7 +19,7 @@ import {
   type WorkerTuning,
 } from '../config.ts'
 import { ValidationError } from '../errors.ts'
-import { createRegistry, type Handler, type HandlerRegistry } from '../handler.ts'
+import { createRegistry, declaredCosts, type Handler, type HandlerRegistry } from '../handler.ts'
 import type { ClaimedJob } from '../types.ts'
 import { createCompleter } from './completer.ts'
 import { startRun, type ActiveRun, type RunOutcome } from './executor.ts'
@@ -249,7 +249,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     async start() {
       if (state !== 'new') throw new Error('worker pool already started')
       state = 'running'
-      await declareCosts(db, [...handlers.values()].flatMap((h) => (h.cost === undefined ? [] : [{ type: h.type, cost: h.cost }])))
+      await declareCosts(db, declaredCosts(handlers))
       await listener?.start()
       await leader?.start()
       heartbeat = setInterval(() => void beat(), Math.max(200, Math.floor(tuning.leaseMs / 3)))
