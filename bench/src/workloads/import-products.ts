@@ -92,7 +92,8 @@ export async function importProducts(opts: { url: string; rows: number; timeoutM
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   const child = spawn(process.execPath, [`--max-old-space-size=${IMPORT_WORKER_HEAP_MB}`, '--conditions=@backroom/source', '--import', 'tsx', fileURLToPath(import.meta.url)], {
-    env: { ...process.env, BENCH_IMPORT_CHILD: '1', DATABASE_URL: opts.url, IMPORT_FEED_ALLOWED_ORIGINS: origin },
+    // The feed server is on loopback, which the handlers' URL guard lets through only by name.
+    env: { ...process.env, BENCH_IMPORT_CHILD: '1', DATABASE_URL: opts.url, IMPORT_FEED_ALLOWED_ORIGINS: origin, HANDLER_URL_ALLOWLIST: new URL(origin).host },
     stdio: ['pipe', 'pipe', 'inherit'],
   })
   const lines: Array<Record<string, unknown>> = []

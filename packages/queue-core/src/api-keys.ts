@@ -68,6 +68,17 @@ export async function revokeApiKey(db: Executor, id: string): Promise<{ storeId:
   return row ? { storeId: row.store_id } : undefined
 }
 
+/**
+ * What is stored of a token: HMAC-SHA256 under the installation's secret
+ * (`api_key_secret`). That secret lives in the same database as the hashes,
+ * so it guards only against the `api_keys` rows leaking on their own (an
+ * export of one table, a query result); a dump, backup or replica of the
+ * whole database holds both, and whoever has it can test guesses offline.
+ * What keeps tokens safe then is their 256 random bits, which no guessing,
+ * online or offline, gets through, and a hash does not give back its token.
+ * (Migration 0009's header says the table alone stops offline guessing;
+ * that holds only while the secret is out of reach, which it is not here.)
+ */
 function tokenHash(secret: Buffer, token: string): Buffer {
   return createHmac('sha256', secret).update(token).digest()
 }

@@ -79,6 +79,8 @@ export {
   type QueueHealth,
   type QueueHealthOptions,
 } from './queue-health.ts'
+export { queueDepth, DEFAULT_QUEUE_DEPTH_TIMEOUT_MS, type TypeDepth, type QueueDepthOptions } from './queue-depth.ts'
+export { liveJobReferences, MAX_REFERENCE_CHECK, type JobReference, type LiveJobReferencesOptions } from './job-references.ts'
 export {
   drainWithinBudget,
   DEFAULT_DRAIN_CONCURRENCY,

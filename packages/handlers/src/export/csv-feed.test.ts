@@ -36,3 +36,21 @@ describe('csvFeed', () => {
     expect(csvFeed.item({ ...product, stock: null })).toContain(',in stock\r\n')
   })
 })
+
+describe('csvFeed and spreadsheet formulas', () => {
+  it('prefixes a single quote to a text cell a spreadsheet would read as a formula (=, +, -, @, tab, CR first)', () => {
+    const cells = (p: FeedProduct) => csvFeed.item(p)
+    expect(cells({ ...product, sku: '=1+1', title: '+SUM(A1:A9)', description: '-2+3' })).toBe("'=1+1,'+SUM(A1:A9),'-2+3,12.50 EUR,in stock\r\n")
+    expect(cells({ ...product, title: '@SUM(1)', description: '\t=1' })).toBe("A-1,'@SUM(1),'\t=1,12.50 EUR,in stock\r\n")
+    // Quoting still applies around the neutralised text.
+    expect(cells({ ...product, title: '=HYPERLINK("http://x.example","y")', description: '\r=1' })).toBe(
+      `A-1,"'=HYPERLINK(""http://x.example"",""y"")","'\r=1",12.50 EUR,in stock\r\n`,
+    )
+    // A character dropped as invalid does not hide a formula behind it.
+    expect(cells({ ...product, title: '\u0000=1' })).toBe("A-1,'=1,Blue,12.50 EUR,in stock\r\n")
+  })
+
+  it('leaves other text, and the price and availability it writes itself, as they are', () => {
+    expect(csvFeed.item({ ...product, title: 'Mug = cup', description: ' =1 after a space', price: '0.00' })).toBe('A-1,Mug = cup, =1 after a space,0.00 EUR,in stock\r\n')
+  })
+})

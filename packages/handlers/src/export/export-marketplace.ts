@@ -1,6 +1,7 @@
 import { defineHandler, type Handler } from '@backroom/queue-core'
 import type { HandlerDeps } from '../lib/deps.ts'
 import { idempotencyKey } from '../lib/idempotency-key.ts'
+import { urlGuardFor } from '../lib/url-guard.ts'
 import { buildFeedFile } from './build-feed-file.ts'
 import { csvFeed } from './csv-feed.ts'
 import { ExportMarketplacePayload } from './export-marketplace-payload.ts'
@@ -62,7 +63,7 @@ export function createExportMarketplace(
     // Room for a large catalogue's build plus an upload of up to MARKETPLACE_TIMEOUT_MS (2 min by default).
     timeoutMs: 30 * 60_000,
     async run({ marketplace, format }, ctx): Promise<ExportMarketplaceResult> {
-      const config = readMarketplaceConfig(deps.env)
+      const config = readMarketplaceConfig(deps.env, urlGuardFor(deps))
       const { job, log, signal } = ctx
       const storeId = job.storeId
       const opened = await openExport(shop, { id: job.id, storeId, marketplace, format })

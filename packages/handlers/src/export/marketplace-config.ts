@@ -1,4 +1,5 @@
 import { providerEnv } from '../lib/provider-env.ts'
+import type { UrlGuard } from '../lib/url-guard.ts'
 
 /** Environment variables the marketplace client reads. */
 export const MARKETPLACE_ENV = {
@@ -27,20 +28,23 @@ export interface MarketplaceConfig {
   readonly apiKey: string
   readonly timeoutMs: number
   readonly ratePerSecond: number
+  /** The guard every upload passes (`urlGuardFor(deps)`). */
+  readonly urlGuard: UrlGuard
 }
 
 /**
  * Reads the marketplace settings from `env` at run time (not at worker
  * start: a worker without them still runs every other job type). Missing or
  * unusable settings fail the job at once with `not_configured`, naming the
- * variable; retrying cannot fix a deployment.
+ * variable; retrying cannot fix a deployment. Uploads will pass `urlGuard`.
  */
-export function readMarketplaceConfig(env: Readonly<Record<string, string | undefined>>): MarketplaceConfig {
+export function readMarketplaceConfig(env: Readonly<Record<string, string | undefined>>, urlGuard: UrlGuard): MarketplaceConfig {
   const read = providerEnv(env, 'export.marketplace')
   return {
     apiUrl: read.httpUrl(MARKETPLACE_ENV.apiUrl),
     apiKey: read.required(MARKETPLACE_ENV.apiKey),
     timeoutMs: read.positive(MARKETPLACE_ENV.timeoutMs, DEFAULT_MARKETPLACE_TIMEOUT_MS),
     ratePerSecond: read.positive(MARKETPLACE_ENV.ratePerSecond, DEFAULT_MARKETPLACE_RATE_PER_SEC),
+    urlGuard,
   }
 }

@@ -72,6 +72,7 @@ export async function uploadFeed(ctx: CallContext, config: MarketplaceConfig, fe
         service: MARKETPLACE_SERVICE,
         method: 'PUT',
         url: `${config.apiUrl}/${segments.map(encodeURIComponent).join('/')}`,
+        guard: config.urlGuard,
         headers: {
           authorization: `Bearer ${config.apiKey}`,
           'content-type': feed.contentType,

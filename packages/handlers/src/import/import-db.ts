@@ -1,6 +1,7 @@
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely'
 import type { ProductRow } from './feed/parse-product-row.ts'
-import type { FeedFormat, ImportDatabase } from './import-tables.ts'
+import { storableText } from './feed/storable-text.ts'
+import type { FeedFormat, ImportDatabase, RowErrorCode } from './import-tables.ts'
 
 // Every statement of the import on its own tables and on shop.products. Bulk
 // statements are raw `sql` over unnest(): one statement with nine array
@@ -20,8 +21,13 @@ export type SqlExecutor = QueryExecutorProvider
 export interface RowError {
   readonly line: number
   readonly sku: string | null
+  readonly code: RowErrorCode
   readonly reason: string
 }
+
+/** Characters of a rejected line's SKU and reason kept in the report (the SKU bound, and room for any reason). */
+const ERROR_SKU_CHARS = 128
+const ERROR_REASON_CHARS = 500
 
 /** A valid line for staging. */
 export interface StagedRow {
@@ -46,18 +52,96 @@ export async function createImport(db: ImportDb, args: { importId: string; store
   return row
 }
 
+/** What a staging batch wrote: rows staged and lines recorded as rejected. */
+export interface StagedBatch {
+  readonly rows: number
+  readonly errors: number
+}
+
 /**
  * Stages one batch of feed lines, valid and rejected, and moves the import's
  * resume point to `through` in the same transaction: after a crash, lines up
  * to it are skipped, and any line staged twice is ignored (conflict on the line).
+ *
+ * A rejected line's SKU and reason are made storable first (storableText),
+ * so the report of a bad line is always written. Should the database still
+ * refuse a valid row's data (a check this reader does not make), the batch
+ * is staged again line by line and that row becomes a rejected line
+ * (`unstorable_row`): one row never fails the import.
  */
 export async function stageBatch(
+  db: ImportDb,
+  args: { importId: string; rows: ReadonlyArray<StagedRow>; errors: ReadonlyArray<RowError>; through: number },
+): Promise<StagedBatch> {
+  const errors = args.errors.map((e) => ({ ...e, sku: e.sku === null ? null : storableText(e.sku, ERROR_SKU_CHARS), reason: storableText(e.reason, ERROR_REASON_CHARS) }))
+  try {
+    await writeBatch(db, { ...args, errors })
+    return { rows: args.rows.length, errors: errors.length }
+  } catch (err) {
+    if (!isDataError(err) || args.rows.length === 0) throw err
+  }
+  return stageLineByLine(db, { importId: args.importId, rows: args.rows, errors, through: args.through })
+}
+
+/**
+ * The slow path of stageBatch: each line in its own transaction, in line
+ * order (the resume point never passes a line not written), a row the
+ * database refuses recorded as rejected in its place.
+ */
+async function stageLineByLine(
+  db: ImportDb,
+  args: { importId: string; rows: ReadonlyArray<StagedRow>; errors: ReadonlyArray<RowError>; through: number },
+): Promise<StagedBatch> {
+  const lines = [...args.rows.map((row) => ({ row, error: null })), ...args.errors.map((error) => ({ row: null, error }))]
+  lines.sort((a, b) => (a.row?.line ?? a.error!.line) - (b.row?.line ?? b.error!.line))
+  let rows = 0
+  let errors = 0
+  for (const [i, { row, error }] of lines.entries()) {
+    // The last line moves the resume point to the batch's end, as one batch would.
+    const through = i === lines.length - 1 ? args.through : (row?.line ?? error!.line)
+    if (error) {
+      await writeBatch(db, { importId: args.importId, rows: [], errors: [error], through })
+      errors++
+      continue
+    }
+    try {
+      await writeBatch(db, { importId: args.importId, rows: [row!], errors: [], through })
+      rows++
+    } catch (err) {
+      if (!isDataError(err)) throw err
+      const code = (err as { code: string }).code
+      const refused: RowError = {
+        line: row!.line,
+        sku: storableText(row!.row.sku, ERROR_SKU_CHARS),
+        code: 'unstorable_row',
+        // The SQLSTATE only: the server's message may quote the row's text.
+        reason: `row: the database cannot store this row (SQLSTATE ${code})`,
+      }
+      await writeBatch(db, { importId: args.importId, rows: [], errors: [refused], through })
+      errors++
+    }
+  }
+  return { rows, errors }
+}
+
+/**
+ * A PostgreSQL error about the data of a statement, not the statement or
+ * the server: class 22 (data exception: bad encoding, a value out of range,
+ * bad JSON) and class 54 (program limit exceeded: nesting too deep).
+ */
+function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && /^(22|54)[0-9A-Z]{3}$/.test(code)
+}
+
+async function writeBatch(
   db: ImportDb,
   args: { importId: string; rows: ReadonlyArray<StagedRow>; errors: ReadonlyArray<RowError>; through: number },
 ): Promise<void> {
   const { importId, rows, errors } = args
   await db.transaction().execute(async (trx) => {
     if (rows.length > 0) {
+      // Expects the primary key (import_id, line_no) for the conflict check.
       await sql`
         insert into shop.product_import_rows (import_id, line_no, sku, title, description, price, currency, stock, attributes)
         select ${importId}::bigint, u.*
@@ -70,10 +154,11 @@ export async function stageBatch(
       `.execute(trx)
     }
     if (errors.length > 0) {
+      // Expects the primary key (import_id, line_no) for the conflict check.
       await sql`
-        insert into shop.product_import_errors (import_id, line_no, sku, reason)
+        insert into shop.product_import_errors (import_id, line_no, sku, code, reason)
         select ${importId}::bigint, u.*
-        from unnest(${errors.map((e) => e.line)}::int[], ${errors.map((e) => e.sku)}::text[], ${errors.map((e) => e.reason)}::text[]) as u
+        from unnest(${errors.map((e) => e.line)}::int[], ${errors.map((e) => e.sku)}::text[], ${errors.map((e) => e.code)}::text[], ${errors.map((e) => e.reason)}::text[]) as u
         on conflict (import_id, line_no) do nothing
       `.execute(trx)
     }
@@ -213,12 +298,12 @@ export async function failedChunks(db: ImportDb, importId: string) {
 export async function errorSample(db: ImportDb, importId: string, limit: number): Promise<RowError[]> {
   const rows = await db
     .selectFrom('shop.product_import_errors')
-    .select(['line_no', 'sku', 'reason'])
+    .select(['line_no', 'sku', 'code', 'reason'])
     .where('import_id', '=', importId)
     .orderBy('line_no')
     .limit(limit)
     .execute()
-  return rows.map((r) => ({ line: r.line_no, sku: r.sku, reason: r.reason }))
+  return rows.map((r) => ({ line: r.line_no, sku: r.sku, code: r.code, reason: r.reason }))
 }
 
 /** A chunk's outcome. */

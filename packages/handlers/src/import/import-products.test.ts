@@ -1,9 +1,11 @@
+import { gzipSync } from 'node:zlib'
 import { configureJobType, type WorkerPool } from '@backroom/queue-core'
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startFakeServer, type FakeServer } from '../testing/fake-server.ts'
 import { useHandlerTestBed } from '../testing/run-jobs.ts'
 import { saveFeedUpload } from './feed/feed-uploads.ts'
+import { MAX_RECORD_BYTES } from './feed/read-feed-records.ts'
 import { createImportProducts, createImportProductsChunk, importTypeSettings, type ImportOptions, type ImportReport } from './import-products.ts'
 import type { ImportTables } from './import-tables.ts'
 
@@ -14,7 +16,7 @@ let pool: WorkerPool
 const hits = new Map<string, number>()
 
 /** Small chunks and batches so a few hundred rows exercise every step; short timeouts for the failure paths. */
-const OPTIONS: Partial<ImportOptions> = { chunkLines: 40, batchRows: 25, pollMs: 100, feedTimeoutMs: 800, feedIdleTimeoutMs: 400, progressEveryMs: 0 }
+const OPTIONS: Partial<ImportOptions> = { chunkLines: 40, batchRows: 25, pollMs: 100, feedTimeoutMs: 800, feedIdleTimeoutMs: 400, progressEveryMs: 0, maxFeedBytes: 4 * 1024 * 1024 }
 
 const HEADER = 'sku,title,description,price,currency,stock,brand'
 const good = (i: number) => `sku-${i},Product ${i},"Desc, ${i}",${i}.50,eur,${i},b${i % 3}`
@@ -33,6 +35,9 @@ const CATALOG = [
 ].join('\n')
 
 const SMALL = [HEADER, good(1), good(2), good(3)].join('\n')
+const GZIPPED_SMALL = gzipSync(SMALL)
+/** 16 MiB of empty lines after a valid row, in about 16 KB on the wire. */
+const GZIP_BOMB = gzipSync(Buffer.concat([Buffer.from(`${HEADER}\n${good(1)}\n`), Buffer.alloc(16 * 1024 * 1024, '\n')]), { level: 9 })
 
 beforeAll(async () => {
   server = await startFakeServer(async (req, res) => {
@@ -43,6 +48,9 @@ beforeAll(async () => {
     if (req.path === '/throttled.csv') return n === 1 ? void res.writeHead(429, { 'retry-after': '1' }).end() : csv(SMALL)
     if (req.path === '/flaky.csv') return n === 1 ? void res.writeHead(503).end('busy') : csv(SMALL)
     if (req.path === '/bad-header.csv') return csv('sku,name,cost\na,A,1\n')
+    const gzipped = (body: Buffer) => void res.writeHead(200, { 'content-type': 'text/csv', 'content-encoding': 'gzip' }).end(body)
+    if (req.path === '/gzipped.csv') return gzipped(GZIPPED_SMALL)
+    if (req.path === '/bomb.csv') return gzipped(GZIP_BOMB)
     if (req.path === '/slow-headers.csv') {
       await new Promise((r) => setTimeout(r, 1_500))
       return csv(SMALL)
@@ -79,9 +87,9 @@ describe('import.products from a CSV feed URL', () => {
     const report = done.result as ImportReport
     expect(report).toMatchObject({ total: 204, rowsDone: 201, rowsFailed: 3, rowsInvalid: 3, skus: 200, chunks: 6, chunksFailed: 0, errorsTruncated: false })
     expect(report.errors).toEqual([
-      { line: 202, sku: 'bad-price', reason: expect.stringMatching(/^price:/) },
-      { line: 203, sku: 'no-title', reason: 'title: required' },
-      { line: 204, sku: 'short', reason: 'csv: the row has 4 fields, the header 7' },
+      { line: 202, sku: 'bad-price', code: 'invalid_field', reason: expect.stringMatching(/^price:/) },
+      { line: 203, sku: 'no-title', code: 'invalid_field', reason: 'title: required' },
+      { line: 204, sku: 'short', code: 'malformed_row', reason: 'csv: the row has 4 fields, the header 7' },
     ])
     expect(done.progress).toEqual({ phase: 'done', rowsDone: 201, rowsFailed: 3, total: 204 })
     // Waiting on chunks snoozed: no attempt spent, no error recorded.
@@ -131,6 +139,18 @@ describe('import.products from a CSV feed URL', () => {
       expect(done.state, path).toBe('failed')
       expect(done.lastError?.code, path).toBe('upstream_timeout')
     }
+  })
+
+  it('reads a gzip-encoded feed, and fails one that inflates past maxFeedBytes as soon as it does', async () => {
+    const ok = await bed.enqueue({ type: 'import.products', storeId: 'store-gzip', payload: { feedUrl: `${server.url}/gzipped.csv`, format: 'csv' } })
+    const okDone = await bed.waitFinished(ok.id)
+    expect(okDone.state, JSON.stringify(okDone.lastError)).toBe('completed')
+    expect(await products('store-gzip')).toHaveLength(3)
+
+    const bomb = await bed.enqueue({ type: 'import.products', storeId: 'store-bomb', payload: { feedUrl: `${server.url}/bomb.csv`, format: 'csv' } })
+    const done = await bed.waitFinished(bomb.id)
+    expect([done.state, done.attempt, done.lastError?.code]).toEqual(['failed', 1, 'feed_too_large'])
+    expect(done.lastError?.message).toContain(String(4 * 1024 * 1024))
   })
 
   it('fails at once, without retries, on a bad payload, a refused origin, a missing feed or an unusable header', async () => {
@@ -184,6 +204,73 @@ describe('import.products from an upload (JSON Lines)', () => {
 
     const foreign = await bed.enqueue({ type: 'import.products', storeId: 'store-4', payload: { uploadId } })
     expect((await bed.waitFinished(foreign.id)).lastError?.code).toBe('upload_not_found')
+  })
+})
+
+describe('import.products with hostile and broken lines', () => {
+  /** Uploads `bytes` for `storeId`, imports them with one attempt, and returns the finished job. */
+  async function importUpload(storeId: string, format: 'csv' | 'jsonl', bytes: Buffer) {
+    async function* body() {
+      for (let i = 0; i < bytes.length; i += 65_536) yield bytes.subarray(i, i + 65_536)
+    }
+    const { uploadId } = await saveFeedUpload(bed.deps().shop, { storeId, format, body: body() })
+    const job = await bed.enqueue({ type: 'import.products', storeId, maxAttempts: 1, payload: { uploadId } })
+    return bed.waitFinished(job.id)
+  }
+
+  it('records each bad CSV line as an error row, its text made storable, and imports the rest', async () => {
+    const feed = Buffer.concat([
+      Buffer.from('\ufeffsku,title,description,price,currency,stock\r\n'),
+      Buffer.from('h-1,One,,1.00,EUR,1\r\n'),
+      Buffer.from('h-\u0000nul,Nul,,1.00,EUR,1\r\n'),
+      Buffer.from('h-latin1,Caf'), Buffer.from([0xe9]), Buffer.from(',,1.00,EUR,1\r\n'),
+      Buffer.from(`h-big,"${'x'.repeat(MAX_RECORD_BYTES)}",,1.00,EUR,1\r\n`),
+      Buffer.from('h-2,Two,,2.00,EUR,2\r\n'),
+      Buffer.from('h-3,Three,,3.0'),
+    ])
+    const done = await importUpload('store-hostile-csv', 'csv', feed)
+    expect(done.state, JSON.stringify(done.lastError)).toBe('completed')
+    const report = done.result as ImportReport
+    expect(report).toMatchObject({ total: 6, rowsDone: 2, rowsFailed: 4, rowsInvalid: 4 })
+    expect(report.errors).toEqual([
+      { line: 3, sku: 'h-\ufffdnul', code: 'invalid_character', reason: expect.stringMatching(/^sku:/) },
+      { line: 4, sku: 'h-latin1', code: 'invalid_encoding', reason: expect.stringMatching(/UTF-8/) },
+      { line: 5, sku: null, code: 'row_too_large', reason: `csv: the row is longer than ${MAX_RECORD_BYTES} bytes` },
+      { line: 7, sku: 'h-3', code: 'malformed_row', reason: 'csv: the row has 4 fields, the header 6' },
+    ])
+    expect((await products('store-hostile-csv')).map((p) => [p.sku, p.title])).toEqual([
+      ['h-1', 'One'],
+      ['h-2', 'Two'],
+    ])
+  })
+
+  it('records each bad JSON line as an error row, its text made storable, and imports the rest', async () => {
+    const depth = 50_000
+    const feed = Buffer.concat([
+      Buffer.from('{"sku":"h-4","title":"Four","price":4,"currency":"EUR"}\r\n'),
+      // A lone surrogate in an attribute made jsonb refuse the whole batch.
+      Buffer.from('{"sku":"h-5","title":"T","price":1,"currency":"EUR","colour":"\\ud800"}\n'),
+      Buffer.from('{"sku":"h-\\u0000","title":"T","price":1,"currency":"EUR"}\n'),
+      Buffer.from(`{"sku":"h-7","title":"T","price":1,"currency":"EUR","attributes":{"a":${'['.repeat(depth)}${']'.repeat(depth)}}}\n`),
+      Buffer.from('{"sku":"h-8","title":"Caf'), Buffer.from([0xff]), Buffer.from('","price":1,"currency":"EUR"}\n'),
+      Buffer.from('{"sku":"h-6","title":"Six","price":6,"currency":"EUR"}\n'),
+      Buffer.from('{"sku":"h-9","title":"Ni'),
+    ])
+    const done = await importUpload('store-hostile-jsonl', 'jsonl', feed)
+    expect(done.state, JSON.stringify(done.lastError)).toBe('completed')
+    const report = done.result as ImportReport
+    expect(report).toMatchObject({ total: 7, rowsDone: 2, rowsFailed: 5, rowsInvalid: 5 })
+    expect(report.errors.map((e) => [e.line, e.sku, e.code])).toEqual([
+      [2, 'h-5', 'invalid_character'],
+      [3, 'h-\ufffd', 'invalid_character'],
+      [4, 'h-7', 'field_too_large'],
+      [5, 'h-8', 'invalid_encoding'],
+      [7, null, 'malformed_row'],
+    ])
+    expect((await products('store-hostile-jsonl')).map((p) => [p.sku, p.title])).toEqual([
+      ['h-4', 'Four'],
+      ['h-6', 'Six'],
+    ])
   })
 })
 

@@ -15,7 +15,7 @@ import * as imports from './import-db.ts'
 import { ImportProductsChunkPayload, ImportProductsPayload } from './import-products-payload.ts'
 import type { ImportTables } from './import-tables.ts'
 import { locateFeed, type FeedSource } from './feed/open-feed.ts'
-import { readFeedRecords } from './feed/read-feed-records.ts'
+import { DEFAULT_MAX_FEED_BYTES, readFeedRecords } from './feed/read-feed-records.ts'
 import { stageFeed } from './stage-feed.ts'
 
 export const IMPORT_PRODUCTS = 'import.products'
@@ -39,6 +39,8 @@ export interface ImportOptions {
   readonly errorSample: number
   /** Least time between two progress reports while staging. */
   readonly progressEveryMs: number
+  /** The most bytes of feed read, after decompression (`feed_too_large` past it). */
+  readonly maxFeedBytes: number
 }
 
 export const DEFAULT_IMPORT_OPTIONS: ImportOptions = {
@@ -50,6 +52,7 @@ export const DEFAULT_IMPORT_OPTIONS: ImportOptions = {
   feedIdleTimeoutMs: 60_000,
   errorSample: 50,
   progressEveryMs: 1_000,
+  maxFeedBytes: DEFAULT_MAX_FEED_BYTES,
 }
 
 /**
@@ -107,7 +110,7 @@ export function createImportProducts(deps: HandlerDeps, options: Partial<ImportO
         const pass = await stageFeed(db, ctx, {
           importId,
           from: current.staged_through,
-          records: readFeedRecords(await feed.open(), current.format),
+          records: readFeedRecords(await feed.open(), current.format, { maxFeedBytes: o.maxFeedBytes }),
           ...o,
         })
         ctx.log.info({ ...pass, resumedAfter: current.staged_through }, 'import feed staged')

@@ -13,6 +13,29 @@ export type ImportState = (typeof IMPORT_STATES)[number]
 export const CHUNK_STATES = ['pending', 'done', 'failed'] as const
 export type ChunkState = (typeof CHUNK_STATES)[number]
 
+/**
+ * Why a feed line was rejected, as stored with its error row:
+ * - `invalid_field`: a field is missing or has a bad value (price, currency…);
+ * - `field_too_large`: a field is over its bound (ROW_LIMITS);
+ * - `row_too_large`: the line is over the reader's bound (MAX_RECORD_BYTES), so it was not read;
+ * - `invalid_encoding`: the line's bytes are not UTF-8;
+ * - `invalid_character`: text PostgreSQL cannot store (NUL, a lone surrogate) or control characters in a SKU;
+ * - `malformed_row`: not a CSV record of the header's width, not a JSON object, a quote never closed;
+ * - `unstorable_row`: the line passed these checks and the database refused it still;
+ * - `invalid_row`: a line rejected before codes were recorded.
+ */
+export const ROW_ERROR_CODES = [
+  'invalid_field',
+  'field_too_large',
+  'row_too_large',
+  'invalid_encoding',
+  'invalid_character',
+  'malformed_row',
+  'unstorable_row',
+  'invalid_row',
+] as const
+export type RowErrorCode = (typeof ROW_ERROR_CODES)[number]
+
 /** bigint columns: pg returns them as strings (exact), we may write numbers. */
 type BigIntColumn = ColumnType<string, string | number, string | number>
 
@@ -68,11 +91,12 @@ export interface ProductImportRowTable {
   readonly attributes: ColumnType<Record<string, unknown>, string, string>
 }
 
-/** `shop.product_import_errors`: every rejected feed line and why. */
+/** `shop.product_import_errors`: every rejected feed line and why (code: shop/0008). */
 export interface ProductImportErrorTable {
   readonly import_id: BigIntColumn
   readonly line_no: number
   readonly sku: string | null
+  readonly code: ColumnType<RowErrorCode, RowErrorCode | undefined, RowErrorCode>
   readonly reason: string
 }
 

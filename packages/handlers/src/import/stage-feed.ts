@@ -41,9 +41,9 @@ export async function stageFeed(
   let reported = Date.now()
   const flush = async () => {
     if (rows.length + errors.length === 0) return
-    await stageBatch(db, { importId: args.importId, rows, errors, through: lastLine })
-    staged += rows.length
-    rejected += errors.length
+    const written = await stageBatch(db, { importId: args.importId, rows, errors, through: lastLine })
+    staged += written.rows
+    rejected += written.errors
     rows = []
     errors = []
     chars = 0
@@ -64,7 +64,7 @@ export async function stageFeed(
       rows.push({ line: record.line, row })
       chars += row.title.length + row.description.length + row.attributes.length + row.sku.length
     } else {
-      errors.push({ line: record.line, sku: record.parsed.sku, reason: record.parsed.reason })
+      errors.push({ line: record.line, sku: record.parsed.sku, code: record.parsed.code, reason: record.parsed.reason })
     }
     if (rows.length + errors.length >= args.batchRows || chars >= args.batchChars) await flush()
   }

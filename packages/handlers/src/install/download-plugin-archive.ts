@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto'
 import { PermanentError, type HandlerContext } from '@backroom/queue-core'
 import { sendUpstream } from '../lib/http-client.ts'
 import { UpstreamError } from '../lib/upstream-error.ts'
-import type { PluginManifest } from './fetch-plugin-manifest.ts'
+import type { UrlGuard } from '../lib/url-guard.ts'
+import { MAX_PLUGIN_ARCHIVE_BYTES, type PluginManifest } from './fetch-plugin-manifest.ts'
 
 /** What a verified download leaves behind: the digest and size, never the bytes. */
 export interface VerifiedArchive {
@@ -24,20 +25,32 @@ const PROGRESS_EVERY_MS = 1_000
  * a corrupt or tampered package must never be installed, and retrying would
  * fetch the same bytes. A stall or a dropped connection mid-body is an
  * UpstreamError, retried through the queue; `timeoutMs` bounds the whole
- * download, headers and body.
+ * download, headers and body. The URL passes `guard` (every redirect too);
+ * `untrustedUrl` (an archive off the registry's origin) makes its failures
+ * generic, as sendUpstream describes.
  */
 export async function downloadPluginArchive(
   ctx: Pick<HandlerContext, 'signal' | 'rateLimits' | 'progress'>,
   manifest: PluginManifest,
-  options: { readonly timeoutMs: number; readonly headers?: Readonly<Record<string, string>> },
+  options: {
+    readonly timeoutMs: number
+    readonly headers?: Readonly<Record<string, string>>
+    readonly guard: UrlGuard
+    readonly untrustedUrl: boolean
+  },
 ): Promise<VerifiedArchive> {
   const res = await sendUpstream(ctx, {
     service: 'plugin-archive',
     url: manifest.archiveUrl,
+    guard: options.guard,
+    untrustedUrl: options.untrustedUrl,
     headers: { accept: 'application/octet-stream', ...options.headers },
     timeoutMs: options.timeoutMs,
+    // The manifest's size is checked below with its own error; this is the hard ceiling.
+    maxBytes: MAX_PLUGIN_ARCHIVE_BYTES,
   })
-  if (!res.body) throw new UpstreamError('plugin-archive', 'malformed_response', { status: res.status, message: 'plugin-archive: empty body' })
+  const opaque = options.untrustedUrl
+  if (!res.body) throw new UpstreamError('plugin-archive', 'malformed_response', { status: res.status, message: 'plugin-archive: empty body', opaque })
   const hash = createHash('sha256')
   let received = 0
   let reportedAt = Date.now()
@@ -58,7 +71,7 @@ export async function downloadPluginArchive(
     if (ctx.signal.aborted) throw ctx.signal.reason ?? err
     // The request's own timeout errors the body stream with a TimeoutError.
     const failure = err instanceof Error && err.name === 'TimeoutError' ? 'timeout' : 'network'
-    throw new UpstreamError('plugin-archive', failure, { status: res.status, cause: err })
+    throw new UpstreamError('plugin-archive', failure, { status: res.status, cause: err, opaque })
   }
   if (received !== manifest.sizeBytes) throw sizeMismatch(manifest, received, 'fewer')
   const sha256 = hash.digest('hex')

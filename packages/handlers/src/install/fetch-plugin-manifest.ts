@@ -40,6 +40,7 @@ export async function fetchPluginManifest(
     {
       service: 'plugin-registry',
       url: new URL(path, withTrailingSlash(config.registryUrl)),
+      guard: config.urlGuard,
       headers: registryAuth(config),
       timeoutMs: config.httpTimeoutMs,
     },
@@ -74,9 +75,17 @@ export async function fetchPluginManifest(
  * only: an archive on a CDN or a plugin's hook must never see the token.
  */
 export function registryAuth(config: InstallPluginConfig, url: string | URL = config.registryUrl): Record<string, string> {
-  if (!config.registryToken) return {}
-  if (new URL(url).origin !== config.registryUrl.origin) return {}
+  if (!config.registryToken || !onRegistryOrigin(config, url)) return {}
   return { authorization: `Bearer ${config.registryToken}` }
+}
+
+/**
+ * Whether a URL is on the registry's own origin (which the operator chose).
+ * A manifest's other URLs are its author's to name: their failures reach
+ * the job only as generic `fetch_failed` / `fetch_refused`.
+ */
+export function onRegistryOrigin(config: InstallPluginConfig, url: string | URL): boolean {
+  return URL.canParse(String(url)) && new URL(url).origin === config.registryUrl.origin
 }
 
 /** `new URL('v1/…', base)` keeps a base path (`https://h/registry/`) only when it ends in a slash. */

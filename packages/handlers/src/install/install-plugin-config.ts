@@ -1,4 +1,5 @@
 import { providerEnv } from '../lib/provider-env.ts'
+import type { UrlGuard } from '../lib/url-guard.ts'
 
 /** Per-request limit for the manifest and the setup hook when PLUGIN_HTTP_TIMEOUT_MS is unset. */
 export const DEFAULT_PLUGIN_HTTP_TIMEOUT_MS = 15_000
@@ -16,6 +17,8 @@ export interface InstallPluginConfig {
   readonly httpTimeoutMs: number
   /** PLUGIN_DOWNLOAD_TIMEOUT_MS (optional). */
   readonly downloadTimeoutMs: number
+  /** The guard the manifest, archive and hook requests pass (`urlGuardFor(deps)`). */
+  readonly urlGuard: UrlGuard
 }
 
 /**
@@ -24,14 +27,15 @@ export interface InstallPluginConfig {
  * and install jobs fail with a clear `not_configured` instead of retrying.
  *
  * @example
- * const config = readInstallPluginConfig(deps.env) // throws PermanentError('not_configured')
+ * const config = readInstallPluginConfig(deps.env, urlGuardFor(deps)) // throws PermanentError('not_configured')
  */
-export function readInstallPluginConfig(env: Readonly<Record<string, string | undefined>>): InstallPluginConfig {
+export function readInstallPluginConfig(env: Readonly<Record<string, string | undefined>>, urlGuard: UrlGuard): InstallPluginConfig {
   const read = providerEnv(env, 'install.plugin')
   return {
     registryUrl: new URL(read.httpUrl('PLUGIN_REGISTRY_URL', 'the plugin registry endpoint is unknown')),
     registryToken: read.optional('PLUGIN_REGISTRY_TOKEN'),
     httpTimeoutMs: read.ms('PLUGIN_HTTP_TIMEOUT_MS', DEFAULT_PLUGIN_HTTP_TIMEOUT_MS),
     downloadTimeoutMs: read.ms('PLUGIN_DOWNLOAD_TIMEOUT_MS', DEFAULT_PLUGIN_DOWNLOAD_TIMEOUT_MS),
+    urlGuard,
   }
 }

@@ -3,8 +3,9 @@ import type { Static } from 'typebox'
 import type { HandlerDeps } from '../lib/deps.ts'
 import { sendUpstream } from '../lib/http-client.ts'
 import { idempotencyKey } from '../lib/idempotency-key.ts'
+import { urlGuardFor } from '../lib/url-guard.ts'
 import { downloadPluginArchive, type VerifiedArchive } from './download-plugin-archive.ts'
-import { fetchPluginManifest, registryAuth, type PluginManifest } from './fetch-plugin-manifest.ts'
+import { fetchPluginManifest, onRegistryOrigin, registryAuth, type PluginManifest } from './fetch-plugin-manifest.ts'
 import { readInstallPluginConfig, type InstallPluginConfig } from './install-plugin-config.ts'
 import { InstallPluginPayload } from './install-plugin-payload.ts'
 import { withInstallLock } from './install-lock.ts'
@@ -61,7 +62,7 @@ export function createInstallPlugin(deps: HandlerDeps): Handler<typeof InstallPl
     maxAttempts: 10,
     timeoutMs: 15 * 60_000,
     async run(payload, ctx) {
-      const config = readInstallPluginConfig(deps.env)
+      const config = readInstallPluginConfig(deps.env, urlGuardFor(deps))
       const lockKey = `backroom:install.plugin:${ctx.job.storeId}:${payload.pluginId}`
       const run = await withInstallLock(deps.db.pool, lockKey, () => install(shop, config, payload, ctx))
       if (run.acquired) return run.value
@@ -112,7 +113,12 @@ async function install(
   try {
     const manifest = await step<PluginManifest>('manifest', () => fetchPluginManifest(ctx, config, payload))
     const archive = await step<VerifiedArchive>('download', () =>
-      downloadPluginArchive(ctx, manifest, { timeoutMs: config.downloadTimeoutMs, headers: registryAuth(config, manifest.archiveUrl) }),
+      downloadPluginArchive(ctx, manifest, {
+        timeoutMs: config.downloadTimeoutMs,
+        headers: registryAuth(config, manifest.archiveUrl),
+        guard: config.urlGuard,
+        untrustedUrl: !onRegistryOrigin(config, manifest.archiveUrl),
+      }),
     )
     installationId = await step('record', () =>
       installs.recordInstallation(shop, { storeId: job.storeId, jobId: job.id, manifest, sha256: archive.sha256, sizeBytes: archive.sizeBytes }),
@@ -148,7 +154,8 @@ async function install(
  * POSTs `{ storeId, pluginId, version, installationId }` to the plugin's
  * setup hook. The Idempotency-Key is the same on every attempt of the job,
  * so a hook that honours it sets the plugin up once. The registry token is
- * never sent here: the hook belongs to the plugin's author.
+ * never sent here: the hook belongs to the plugin's author, and so does its
+ * URL (its failures are generic unless it is on the registry's origin).
  */
 async function callSetupHook(
   ctx: HandlerContext<Payload>,
@@ -158,6 +165,8 @@ async function callSetupHook(
   const res = await sendUpstream(ctx, {
     service: 'plugin-setup-hook',
     url: hook.url,
+    guard: config.urlGuard,
+    untrustedUrl: !onRegistryOrigin(config, hook.url),
     method: 'POST',
     body: { storeId: ctx.job.storeId, pluginId: hook.pluginId, version: hook.version, installationId: hook.installationId },
     idempotencyKey: idempotencyKey(ctx.job, 'setup-hook'),

@@ -1,10 +1,12 @@
 import { defineHandler } from '@backroom/queue-core'
 import { Type } from 'typebox'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startFakeServer, type FakeServer } from '../testing/fake-server.ts'
+import { FAKE_SERVER_ALLOWLIST, startFakeServer, type FakeServer } from '../testing/fake-server.ts'
 import { useHandlerTestBed } from '../testing/run-jobs.ts'
 import { callUpstreamJson } from './http-client.ts'
 import { idempotencyKey } from './idempotency-key.ts'
+import { parseUrlAllowlist } from './url-allowlist.ts'
+import { createUrlGuard } from './url-guard.ts'
 
 const bed = useHandlerTestBed()
 let server: FakeServer
@@ -37,15 +39,34 @@ beforeAll(async () => {
 })
 afterAll(() => server.close())
 
+/** The fake service is on 127.0.0.1: allowed here by name, refused by the strict guard. */
+const guards = {
+  test: createUrlGuard({ allowlist: parseUrlAllowlist(FAKE_SERVER_ALLOWLIST) }),
+  strict: createUrlGuard(),
+}
+
 /** A handler whose whole work is one call through the shared client. */
 const probe = defineHandler({
   type: 'test.upstream',
-  payload: Type.Object({ path: Type.String() }),
+  payload: Type.Object({
+    path: Type.String(),
+    strict: Type.Optional(Type.Boolean()),
+    untrusted: Type.Optional(Type.Boolean()),
+    maxBytes: Type.Optional(Type.Integer()),
+  }),
   maxAttempts: 3,
   async run(payload, ctx) {
     const body = await callUpstreamJson(
       ctx,
-      { service: 'probe', url: `${server.url}${payload.path}`, timeoutMs: 300, idempotencyKey: idempotencyKey(ctx.job, 'probe') },
+      {
+        service: 'probe',
+        url: `${server.url}${payload.path}`,
+        guard: payload.strict ? guards.strict : guards.test,
+        untrustedUrl: payload.untrusted,
+        maxBytes: payload.maxBytes,
+        timeoutMs: 300,
+        idempotencyKey: idempotencyKey(ctx.job, 'probe'),
+      },
       Type.Object({ value: Type.Number() }),
     )
     return body
@@ -97,6 +118,33 @@ describe('callUpstreamJson through a real worker', () => {
       const done = await bed.waitFinished(job.id)
       expect(done.state, path).toBe('failed')
       expect(done.lastError?.code, path).toBe(code)
+    }
+  })
+
+  it('fails a body over maxBytes at once, without retries', async () => {
+    const job = await bed.enqueue({ type: 'test.upstream', payload: { path: '/ok', maxBytes: 5 } })
+    const done = await bed.waitFinished(job.id)
+    expect([done.state, done.attempt, done.lastError?.code]).toEqual(['failed', 1, 'response_too_large'])
+  })
+
+  it('fails a URL the guard refuses at once, with fetch_refused, telling the operator why', async () => {
+    const before = attemptsByPath.get('/ok') ?? 0
+    const job = await bed.enqueue({ type: 'test.upstream', payload: { path: '/ok', strict: true } })
+    const done = await bed.waitFinished(job.id)
+    expect([done.state, done.attempt, done.lastError?.code]).toEqual(['failed', 1, 'fetch_refused'])
+    expect(done.lastError?.message).toMatch(/loopback.*HANDLER_URL_ALLOWLIST/)
+    expect(attemptsByPath.get('/ok') ?? 0).toBe(before)
+  })
+
+  it('reports the failures of an untrusted URL as fetch_failed, without status or body, keeping retry and fail-fast apart', async () => {
+    const rejected = await bed.waitFinished((await bed.enqueue({ type: 'test.upstream', payload: { path: '/rejected', untrusted: true } })).id)
+    expect([rejected.state, rejected.attempt, rejected.lastError?.code]).toEqual(['failed', 1, 'fetch_failed'])
+    const slow = await bed.waitFinished((await bed.enqueue({ type: 'test.upstream', payload: { path: '/slow', untrusted: true }, maxAttempts: 1 })).id)
+    expect(slow.lastError?.code).toBe('fetch_failed')
+    const refused = await bed.waitFinished((await bed.enqueue({ type: 'test.upstream', payload: { path: '/ok', strict: true, untrusted: true } })).id)
+    expect(refused.lastError).toMatchObject({ code: 'fetch_refused', message: 'probe: the URL was refused' })
+    for (const done of [rejected, slow]) {
+      expect(done.lastError?.message).toBe('probe: the request failed')
     }
   })
 })

@@ -2,6 +2,7 @@ import { Type, type Static } from 'typebox'
 import { callUpstreamJson, type CallContext } from '../lib/http-client.ts'
 import { UpstreamError } from '../lib/upstream-error.ts'
 import { providerEnv } from '../lib/provider-env.ts'
+import type { UrlGuard } from '../lib/url-guard.ts'
 
 /*
  * Protocol: a cursor-paginated inventory-levels API in the manner of
@@ -34,19 +35,23 @@ export interface InventoryApiConfig {
   readonly baseUrl: string
   readonly apiKey: string
   readonly timeoutMs: number
+  /** The guard every inventory request passes (`urlGuardFor(deps)`). */
+  readonly urlGuard: UrlGuard
 }
 
 /**
  * Reads INVENTORY_API_URL, INVENTORY_API_KEY and INVENTORY_API_TIMEOUT_MS
  * (optional). Throws PermanentError `not_configured` naming the variable:
- * retrying cannot fix a worker's missing configuration.
+ * retrying cannot fix a worker's missing configuration. Requests will pass
+ * `urlGuard`.
  */
-export function inventoryApiConfig(env: Readonly<Record<string, string | undefined>>): InventoryApiConfig {
+export function inventoryApiConfig(env: Readonly<Record<string, string | undefined>>, urlGuard: UrlGuard): InventoryApiConfig {
   const read = providerEnv(env, 'sync.inventory')
   return {
     baseUrl: read.httpUrl('INVENTORY_API_URL', 'the inventory API endpoint is unknown'),
     apiKey: read.required('INVENTORY_API_KEY', 'the inventory API needs a bearer token'),
     timeoutMs: read.ms('INVENTORY_API_TIMEOUT_MS', DEFAULT_INVENTORY_TIMEOUT_MS, 600_000),
+    urlGuard,
   }
 }
 
@@ -107,6 +112,7 @@ export async function fetchLevelsPage(
     {
       service: INVENTORY_SERVICE,
       url,
+      guard: api.urlGuard,
       headers: { authorization: `Bearer ${api.apiKey}` },
       timeoutMs: api.timeoutMs,
       idempotencyKey: req.idempotencyKey,

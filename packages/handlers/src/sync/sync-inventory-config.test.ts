@@ -1,5 +1,6 @@
 import { Compile } from 'typebox/compile'
 import { beforeAll, describe, expect, it } from 'vitest'
+import { createUrlGuard } from '../lib/url-guard.ts'
 import { useHandlerTestBed } from '../testing/run-jobs.ts'
 import { chunkSkus, inventoryApiConfig, MAX_SKUS_PARAM_CHARS } from './inventory-api.ts'
 import { createSyncInventory } from './sync-inventory.ts'
@@ -25,10 +26,12 @@ describe('sync.inventory without configuration', () => {
 })
 
 describe('inventoryApiConfig', () => {
+  const urlGuard = createUrlGuard()
+
   it('names the missing or wrong variable', () => {
     const code = (env: Record<string, string>) => {
       try {
-        inventoryApiConfig(env)
+        inventoryApiConfig(env, urlGuard)
         return null
       } catch (err) {
         return [(err as { code: string }).code, (err as { details: { variable: string } }).details.variable]
@@ -41,10 +44,11 @@ describe('inventoryApiConfig', () => {
       'not_configured',
       'INVENTORY_API_TIMEOUT_MS',
     ])
-    expect(inventoryApiConfig({ INVENTORY_API_URL: 'https://inv.example/api/', INVENTORY_API_KEY: 'k' })).toEqual({
+    expect(inventoryApiConfig({ INVENTORY_API_URL: 'https://inv.example/api/', INVENTORY_API_KEY: 'k' }, urlGuard)).toEqual({
       baseUrl: 'https://inv.example/api',
       apiKey: 'k',
       timeoutMs: 15_000,
+      urlGuard,
     })
   })
 })

@@ -2,6 +2,7 @@ import { defineHandler, type Handler } from '@backroom/queue-core'
 import type { HandlerDeps } from '../lib/deps.ts'
 import { idempotencyKey } from '../lib/idempotency-key.ts'
 import { UpstreamError } from '../lib/upstream-error.ts'
+import { urlGuardFor } from '../lib/url-guard.ts'
 import { chunkSkus, fetchLevelsPage, INVENTORY_SERVICE, inventoryApiConfig } from './inventory-api.ts'
 import { applyLevels, recordSyncFinished, recordSyncStarted, type InventoryTables, type SyncKind, type SyncTally } from './inventory-syncs.ts'
 import { ALL_SKUS, MAX_SKUS_PER_ENQUEUE, SyncInventoryJobPayload } from './sync-inventory-payload.ts'
@@ -47,7 +48,7 @@ export function createSyncInventory(deps: HandlerDeps): Handler {
     // A full sync of a large store is many pages; the lease is kept by heartbeats.
     timeoutMs: 15 * 60_000,
     async run(payload, ctx): Promise<SyncInventoryResult> {
-      const api = inventoryApiConfig(deps.env)
+      const api = inventoryApiConfig(deps.env, urlGuardFor(deps))
       const { job, log, signal } = ctx
       const storeId = job.storeId
       const targeted = payload.skus && payload.skus.length > 0 && !payload.skus.includes(ALL_SKUS) ? [...new Set(payload.skus)] : null

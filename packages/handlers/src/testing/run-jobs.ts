@@ -11,7 +11,10 @@ import { useTestDatabase, waitFor } from '@backroom/queue-core/testing'
 import { pino, type Logger } from 'pino'
 import { afterAll, beforeAll } from 'vitest'
 import { handlerDeps, type HandlerDeps } from '../lib/deps.ts'
+import type { HostResolver } from '../lib/host-resolver.ts'
 import { migrateShop } from '../lib/shop-migrations.ts'
+import { URL_ALLOWLIST_ENV } from '../lib/url-allowlist.ts'
+import { FAKE_SERVER_ALLOWLIST } from './fake-server.ts'
 
 /** States a job does not leave. */
 const FINISHED = new Set(['completed', 'failed', 'cancelled'])
@@ -20,8 +23,13 @@ const FINISHED = new Set(['completed', 'failed', 'cancelled'])
 export interface HandlerTestBed {
   /** The database's connection string (child processes). */
   readonly url: string
-  /** Dependencies for building handlers over the test database. */
-  deps(env?: Readonly<Record<string, string | undefined>>): HandlerDeps
+  /**
+   * Dependencies for building handlers over the test database. The URL
+   * guard's allow-list lets fake servers (127.0.0.1) through unless `env`
+   * sets HANDLER_URL_ALLOWLIST itself; `options.resolveHost` replaces the
+   * system's resolver (a fake DNS server).
+   */
+  deps(env?: Readonly<Record<string, string | undefined>>, options?: { readonly resolveHost?: HostResolver }): HandlerDeps
   /** Starts a worker pool running `handlers` (stopped after the file's tests, or by `stop()`). */
   startWorker(handlers: ReadonlyArray<Handler>, options?: { concurrency?: number; log?: Logger }): Promise<WorkerPool>
   /** Enqueues one job (store from `spec.storeId`, default `store-1`). */
@@ -54,7 +62,7 @@ export function useHandlerTestBed(): HandlerTestBed {
     get url() {
       return t.url
     },
-    deps: (env = {}) => handlerDeps(t.db, env),
+    deps: (env = {}, options = {}) => handlerDeps(t.db, withFakeServerAllowlist(env), options),
     async startWorker(handlers, options = {}) {
       const pool = createWorkerPool({
         db: t.db.kysely,
@@ -93,3 +101,15 @@ export function useHandlerTestBed(): HandlerTestBed {
   }
 }
 
+/**
+ * `env` as handlers see it in tests: HANDLER_URL_ALLOWLIST defaults to the
+ * fake servers' entry. A live view, not a copy: tests change `env` after
+ * building handlers (to unset a variable, say) and the handlers see it.
+ */
+function withFakeServerAllowlist(env: Readonly<Record<string, string | undefined>>): Readonly<Record<string, string | undefined>> {
+  const defaulted = (key: string | symbol) => key === URL_ALLOWLIST_ENV && !(key in env)
+  return new Proxy(env, {
+    get: (target, key) => (defaulted(key) ? FAKE_SERVER_ALLOWLIST : Reflect.get(target, key)),
+    has: (target, key) => defaulted(key) || Reflect.has(target, key),
+  })
+}

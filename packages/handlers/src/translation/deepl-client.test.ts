@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { createUrlGuard } from '../lib/url-guard.ts'
 import {
   DEEPL_MAX_BODY_BYTES,
   deeplSourceLang,
@@ -46,10 +47,12 @@ describe('planBatches', () => {
 })
 
 describe('readDeeplConfig', () => {
+  const urlGuard = createUrlGuard()
+
   it('builds the translate URL from the base URL and reads the key and timeout', () => {
-    const config = readDeeplConfig({ DEEPL_API_URL: 'https://api-free.deepl.com/', DEEPL_API_KEY: 'k', DEEPL_TIMEOUT_MS: '5000' })
-    expect(config).toEqual({ translateUrl: 'https://api-free.deepl.com/v2/translate', apiKey: 'k', timeoutMs: 5_000 })
-    expect(readDeeplConfig({ DEEPL_API_URL: 'http://127.0.0.1:9', DEEPL_API_KEY: 'k' }).timeoutMs).toBe(30_000)
+    const config = readDeeplConfig({ DEEPL_API_URL: 'https://api-free.deepl.com/', DEEPL_API_KEY: 'k', DEEPL_TIMEOUT_MS: '5000' }, urlGuard)
+    expect(config).toEqual({ translateUrl: 'https://api-free.deepl.com/v2/translate', apiKey: 'k', timeoutMs: 5_000, urlGuard })
+    expect(readDeeplConfig({ DEEPL_API_URL: 'http://127.0.0.1:9', DEEPL_API_KEY: 'k' }, urlGuard).timeoutMs).toBe(30_000)
   })
 
   it('refuses a missing or unusable setting with not_configured, naming it', () => {
@@ -60,7 +63,7 @@ describe('readDeeplConfig', () => {
       [{ DEEPL_API_URL: 'http://x', DEEPL_API_KEY: 'k', DEEPL_TIMEOUT_MS: 'soon' }, 'DEEPL_TIMEOUT_MS'],
     ]
     for (const [env, name] of cases) {
-      expect(() => readDeeplConfig(env)).toThrow(expect.objectContaining({ code: 'not_configured', message: expect.stringContaining(name) }))
+      expect(() => readDeeplConfig(env, urlGuard)).toThrow(expect.objectContaining({ code: 'not_configured', message: expect.stringContaining(name) }))
     }
   })
 })

@@ -4,6 +4,7 @@ import { Type } from 'typebox'
 import { callUpstreamJson, type CallContext } from '../lib/http-client.ts'
 import { UpstreamError } from '../lib/upstream-error.ts'
 import { providerEnv } from '../lib/provider-env.ts'
+import type { UrlGuard } from '../lib/url-guard.ts'
 
 /** DeepL accepts at most this many texts in one request. */
 export const DEEPL_MAX_TEXTS = 50
@@ -24,20 +25,23 @@ export interface DeeplConfig {
   readonly translateUrl: string
   readonly apiKey: string
   readonly timeoutMs: number
+  /** The guard every DeepL request passes (`urlGuardFor(deps)`). */
+  readonly urlGuard: UrlGuard
 }
 
 /**
  * Reads DEEPL_API_URL (base URL, e.g. `https://api-free.deepl.com`),
  * DEEPL_API_KEY and the optional DEEPL_TIMEOUT_MS (ms per request). A
  * missing or unusable value is a PermanentError `not_configured`: retrying
- * cannot fix the environment.
+ * cannot fix the environment. Requests will pass `urlGuard`.
  */
-export function readDeeplConfig(env: Readonly<Record<string, string | undefined>>): DeeplConfig {
+export function readDeeplConfig(env: Readonly<Record<string, string | undefined>>, urlGuard: UrlGuard): DeeplConfig {
   const read = providerEnv(env, 'translation.ui')
   return {
     translateUrl: `${read.httpUrl('DEEPL_API_URL', 'the DeepL API base URL, e.g. https://api-free.deepl.com')}/v2/translate`,
     apiKey: read.required('DEEPL_API_KEY'),
     timeoutMs: read.ms('DEEPL_TIMEOUT_MS', DEFAULT_DEEPL_TIMEOUT_MS, 600_000),
+    urlGuard,
   }
 }
 
@@ -131,6 +135,7 @@ export async function translateBatch(
       {
         service: 'deepl',
         url: config.translateUrl,
+        guard: config.urlGuard,
         method: 'POST',
         headers: { authorization: `DeepL-Auth-Key ${config.apiKey}` },
         body: requestBody(batch.texts, batch),

@@ -97,7 +97,10 @@ describe('translation.ui', () => {
     })
     const done = await bed.waitFinished(job.id)
     expect(done.state).toBe('completed')
-    expect(done.result).toMatchObject({ locales: 2, strings: 3, uniqueTexts: 3, textsSent: 6, requests: 2 })
+    expect(done.result).toEqual({ locales: 2, strings: 3, uniqueTexts: 3, textsTranslated: 6, rowsWritten: 6 })
+    // What reached DeepL is counted where it arrived, not in the store's result.
+    expect(calls).toHaveLength(2)
+    expect(calls.reduce((n, c) => n + c.texts.length, 0)).toBe(6)
     for (const call of calls) {
       expect(call.req.headers.authorization).toBe(`DeepL-Auth-Key ${API_KEY}`)
       expect(call.req.headers['content-type']).toBe('application/json')
@@ -147,13 +150,30 @@ describe('translation.ui', () => {
     const second = await bed.enqueue({ type: 'translation.ui', storeId: 'store-b', payload: { sourceLocale: 'EN', targetLocales: ['DE'], strings } })
     const done = await bed.waitFinished(second.id)
     expect(done.state).toBe('completed')
-    expect((done.result as TranslateUiResult).textsSent).toBe(0)
+    expect((done.result as TranslateUiResult).textsTranslated).toBe(2)
     expect(calls).toHaveLength(1)
     expect(await rows('store-b', 'de')).toEqual([
       { key: 'rep.add', text: '[DE] rep Add to cart' },
       { key: 'rep.add2', text: '[DE] rep Add to cart' },
       { key: 'rep.buy', text: '[DE] rep Buy now' },
     ])
+  })
+
+  it('shows a store the same figures whether or not another store had the texts translated before', async () => {
+    // The memory is shared: what a store sees must not tell it what other stores translate.
+    const strings = uiStrings('private', 4)
+    const payload = { sourceLocale: 'en', targetLocales: ['de', 'en-GB', 'ja'], strings }
+    const first = await bed.enqueue({ type: 'translation.ui', storeId: 'store-first', payload })
+    const d1 = await bed.waitFinished(first.id)
+    expect(calls).toHaveLength(2)
+    const second = await bed.enqueue({ type: 'translation.ui', storeId: 'store-second', payload })
+    const d2 = await bed.waitFinished(second.id)
+    expect([d1.state, d2.state]).toEqual(['completed', 'completed'])
+    // The second store's texts came from the memory: DeepL was not called again.
+    expect(calls).toHaveLength(2)
+    expect(d2.result).toEqual(d1.result)
+    expect(d2.progress).toEqual(d1.progress)
+    expect(d2.result).toEqual({ locales: 3, strings: 4, uniqueTexts: 4, textsTranslated: 8, rowsWritten: 12 })
   })
 
   it('two jobs running at once with overlapping strings send each text once', async () => {
@@ -201,7 +221,7 @@ describe('translation.ui', () => {
     expect([d1.state, d2.state]).toEqual(['completed', 'completed'])
     expect(d2.attempt).toBe(1)
     expect(d2.errors).toEqual([])
-    expect((d2.result as TranslateUiResult).textsSent).toBe(0)
+    expect((d2.result as TranslateUiResult).textsTranslated).toBe(30)
     expect(calls).toHaveLength(1)
     expectEachSentOnce(strings.map((s) => `ES|${s.text}`))
     expect(await rows('store-b', 'es')).toHaveLength(30)
@@ -298,10 +318,12 @@ describe('translation.ui', () => {
     // Quota raised: the refused batch's reservations were released, so this
     // runs at once and sends only the ten texts DeepL did not translate.
     misbehave = () => false
+    const callsBefore = calls.length
     const again = await bed.enqueue({ type: 'translation.ui', payload: { sourceLocale: 'en', targetLocales: ['fi'], strings } })
     const redone = await bed.waitFinished(again.id)
     expect(redone.state).toBe('completed')
-    expect((redone.result as TranslateUiResult).textsSent).toBe(10)
+    expect(calls.slice(callsBefore).reduce((n, c) => n + c.texts.length, 0)).toBe(10)
+    expect((redone.result as TranslateUiResult).textsTranslated).toBe(60)
     expectEachSentOnce(strings.map((s) => `FI|${s.text}`))
   })
 

@@ -2,6 +2,7 @@ import { defineHandler, PermanentError, snooze, type Handler, type HandlerContex
 import type { Static } from 'typebox'
 import type { HandlerDeps } from '../lib/deps.ts'
 import { idempotencyKey } from '../lib/idempotency-key.ts'
+import { urlGuardFor } from '../lib/url-guard.ts'
 import {
   deeplSourceLang,
   deeplTargetLang,
@@ -38,17 +39,31 @@ export const WAIT_FOR_OTHER_JOB_MS = 1_000
  */
 export const RESERVATION_MARGIN_MS = 30_000
 
-/** What a run did, kept as the job's result. */
+/**
+ * What a run did, kept as the job's result, which the store reads. Every
+ * figure follows from the payload and the store's own rows, never from the
+ * shared translation memory: whether another store had a text translated
+ * before is not this store's to learn. How many texts went to DeepL is in
+ * the worker's logs only.
+ */
 export interface TranslateUiResult {
   readonly locales: number
   readonly strings: number
   /** Distinct source texts of the payload. */
   readonly uniqueTexts: number
-  /** Texts sent to DeepL by this run (summed over locales). */
-  readonly textsSent: number
-  readonly requests: number
+  /**
+   * Distinct texts translated, summed over locales of another language than
+   * the source, whether they came from the memory or from DeepL.
+   */
+  readonly textsTranslated: number
   /** UI rows inserted or changed. */
   readonly rowsWritten: number
+}
+
+/** What reached DeepL in a run: for the logs, never for the store. */
+interface ProviderCounts {
+  textsSent: number
+  requests: number
 }
 
 type Payload = Static<typeof TranslateUiPayload>
@@ -75,7 +90,7 @@ export function createTranslateUi(deps: HandlerDeps): Handler {
     // by the timeout loses nothing, its retry starts from the memory.
     timeoutMs: 20 * 60_000,
     async run(payload, ctx) {
-      const config = readDeeplConfig(deps.env)
+      const config = readDeeplConfig(deps.env, urlGuardFor(deps))
       return translateUi(db, config, payload, ctx)
     },
   })
@@ -92,20 +107,22 @@ async function translateUi(db: TranslationDb, config: DeeplConfig, payload: Payl
   const sourceLang = deeplSourceLang(payload.sourceLocale)
   ctx.log.info({ strings: strings.length, uniqueTexts: texts.length, locales: locales.length }, 'translating ui strings')
 
-  const counts = { textsSent: 0, requests: 0, rowsWritten: 0 }
+  const provider: ProviderCounts = { textsSent: 0, requests: 0 }
+  const counts = { textsTranslated: 0, rowsWritten: 0 }
   const waiting: string[] = []
   for (const [index, locale] of locales.entries()) {
     ctx.signal.throwIfAborted()
     const pair: LangPair = { sourceLang, targetLang: deeplTargetLang(locale) }
     let translated: Map<string, string>
-    if (deeplSourceLang(locale) === sourceLang) {
+    const sameLanguage = deeplSourceLang(locale) === sourceLang
+    if (sameLanguage) {
       // Same language (en → en-GB): DeepL has nothing to do; the text stands.
       translated = new Map(texts.map((t) => [t.hash, t.text]))
     } else {
       translated = await lookupTranslations(db, pair, texts.map((t) => t.hash))
       const missing = texts.filter((t) => !translated.has(t.hash))
       if (missing.length > 0) {
-        await sendMissing(db, config, ctx, pair, missing, counts, { locale, index, total: locales.length })
+        await sendMissing(db, config, ctx, pair, missing, provider)
         // Ours are in now; so may be texts another job was sending.
         for (const [hash, text] of await lookupTranslations(db, pair, missing.map((t) => t.hash))) translated.set(hash, text)
       }
@@ -119,15 +136,18 @@ async function translateUi(db: TranslationDb, config: DeeplConfig, payload: Payl
       locale,
       rows: strings.map((s) => ({ key: s.key, text: translated.get(s.hash)!, sourceHash: s.hash })),
     })
+    if (!sameLanguage) counts.textsTranslated += texts.length
+    // Per locale, not per DeepL request: how often progress moves must not
+    // tell the store which texts the memory already had.
     await ctx.progress({ localesDone: index + 1 - waiting.length, locales: locales.length, ...counts })
   }
   if (waiting.length > 0) {
     // Another job holds some of these texts: come back for its results
     // rather than send them twice. The attempt is not spent.
-    ctx.log.info({ waitingLocales: waiting.length, ...counts }, 'waiting for texts another job is translating')
+    ctx.log.info({ waitingLocales: waiting.length, ...provider }, 'waiting for texts another job is translating')
     throw snooze(WAIT_FOR_OTHER_JOB_MS)
   }
-  ctx.log.info({ locales: locales.length, ...counts }, 'ui strings translated')
+  ctx.log.info({ locales: locales.length, ...counts, ...provider }, 'ui strings translated')
   return { locales: locales.length, strings: strings.length, uniqueTexts: texts.length, ...counts }
 }
 
@@ -141,8 +161,7 @@ async function sendMissing(
   ctx: HandlerContext<Payload>,
   pair: LangPair,
   missing: ReadonlyArray<SourceText>,
-  counts: { textsSent: number; requests: number },
-  where: { readonly locale: string; readonly index: number; readonly total: number },
+  counts: ProviderCounts,
 ): Promise<void> {
   const reserver = ctx.job.id
   for (const planned of planBatches(missing, pair)) {
@@ -170,7 +189,6 @@ async function sendMissing(
     await saveTranslations(db, { ...pair, results: batch.map((t, i) => ({ hash: t.hash, translated: results[i]! })) })
     counts.textsSent += batch.length
     counts.requests += 1
-    await ctx.progress({ locale: where.locale, localeIndex: where.index, locales: where.total, ...counts })
   }
 }
 

@@ -3,14 +3,25 @@ import type { Static } from 'typebox'
 import type { HandlerDeps } from '../../lib/deps.ts'
 import { sendUpstream } from '../../lib/http-client.ts'
 import { UpstreamError } from '../../lib/upstream-error.ts'
-import { findFeedUpload, readFeedUpload } from './feed-uploads.ts'
+import { urlGuardFor } from '../../lib/url-guard.ts'
+import { DEFAULT_MAX_UPLOAD_BYTES, findFeedUpload, readFeedUpload } from './feed-uploads.ts'
 import type { ImportProductsPayload } from '../import-products-payload.ts'
 import type { FeedFormat } from '../import-tables.ts'
 
-/** Comma-separated origins feed URLs may point at (`*`: any); required for URL feeds. */
+/**
+ * Comma-separated origins feed URLs may point at; required for URL feeds.
+ * `*` admits any public host a store names; the URL guard applies either
+ * way (no loopback, private or metadata address without HANDLER_URL_ALLOWLIST).
+ */
 export const FEED_ALLOWED_ORIGINS_ENV = 'IMPORT_FEED_ALLOWED_ORIGINS'
-/** Optional bearer token sent with every feed download. */
+/**
+ * Optional bearer token sent with feed downloads from the origins listed by
+ * name in IMPORT_FEED_ALLOWED_ORIGINS, never to a host admitted by `*`.
+ */
 export const FEED_AUTH_TOKEN_ENV = 'IMPORT_FEED_AUTH_TOKEN'
+
+/** A URL feed is capped like an upload. */
+export const MAX_FEED_DOWNLOAD_BYTES = DEFAULT_MAX_UPLOAD_BYTES
 
 /** A feed located and checked, ready to be read (again, after a crash). */
 export interface FeedSource {
@@ -31,9 +42,16 @@ export interface FeedTimeouts {
 
 /**
  * Locates the payload's feed and checks it may be read, before anything is
- * written: a URL must be on IMPORT_FEED_ALLOWED_ORIGINS (feed URLs come from
- * stores, so an open fetcher would reach into our own network), an upload
- * must be the job's store's and complete. Each refusal is a PermanentError.
+ * written: a URL must be on IMPORT_FEED_ALLOWED_ORIGINS, an upload must be
+ * the job's store's and complete. Each refusal is a PermanentError.
+ *
+ * Feed URLs come from stores, so the download passes the URL guard (an
+ * open fetcher would reach into our own network), redirects are refused
+ * (they would step around the origin list), and the body is capped at
+ * MAX_FEED_DOWNLOAD_BYTES. A URL admitted only by `*` is the store's
+ * choice of host: it gets no IMPORT_FEED_AUTH_TOKEN, and its failures
+ * reach the job as bare `fetch_refused` / `fetch_failed`, so that job
+ * errors cannot be used to probe hosts and ports.
  */
 export async function locateFeed(
   deps: HandlerDeps,
@@ -47,8 +65,10 @@ export async function locateFeed(
     if (!upload.complete) throw new PermanentError('upload_incomplete', { message: `feed upload ${payload.uploadId} was never completed` })
     return { format: upload.format, label: `upload:${upload.uploadId}`, open: async () => readFeedUpload(deps.shop, upload) }
   }
-  const url = checkFeedUrl(deps.env, payload.feedUrl)
-  const token = deps.env[FEED_AUTH_TOKEN_ENV]
+  const { url, listed } = checkFeedUrl(deps.env, payload.feedUrl)
+  // The operator vouches for a listed origin; under `*` the store picked the host.
+  const token = listed ? deps.env[FEED_AUTH_TOKEN_ENV] : undefined
+  const untrustedUrl = !listed
   return {
     format: payload.format,
     label: url.href,
@@ -56,6 +76,8 @@ export async function locateFeed(
       const res = await sendUpstream(ctx, {
         service: 'feed',
         url,
+        guard: urlGuardFor(deps),
+        untrustedUrl,
         method: 'GET',
         headers: {
           accept: payload.format === 'csv' ? 'text/csv, */*;q=0.5' : 'application/x-ndjson, application/jsonl, */*;q=0.5',
@@ -64,14 +86,16 @@ export async function locateFeed(
         timeoutMs: timeouts.totalMs,
         // The origin was checked against IMPORT_FEED_ALLOWED_ORIGINS: a redirect must not lead elsewhere.
         redirect: 'error',
+        maxBytes: MAX_FEED_DOWNLOAD_BYTES,
       })
       if (!res.body) return (async function* () {})()
-      return withIdleTimeout(res.body, ctx.signal, timeouts.idleMs)
+      return withIdleTimeout(res.body, ctx.signal, { idleMs: timeouts.idleMs, opaque: untrustedUrl })
     },
   }
 }
 
-function checkFeedUrl(env: HandlerDeps['env'], feedUrl: string): URL {
+/** The feed URL, and whether its origin is listed by name (rather than admitted by `*`). */
+function checkFeedUrl(env: HandlerDeps['env'], feedUrl: string): { readonly url: URL; readonly listed: boolean } {
   const allowed = env[FEED_ALLOWED_ORIGINS_ENV]?.split(',').map((s) => s.trim()).filter(Boolean) ?? []
   if (allowed.length === 0) {
     throw new PermanentError('not_configured', {
@@ -85,33 +109,45 @@ function checkFeedUrl(env: HandlerDeps['env'], feedUrl: string): URL {
     throw new PermanentError('feed_url_not_allowed', { message: 'the feed URL does not parse', cause: err })
   }
   if (url.username || url.password) throw new PermanentError('feed_url_not_allowed', { message: 'feed URLs may not carry credentials' })
-  if (!allowed.includes('*') && !allowed.includes(url.origin)) {
+  const listed = allowed.includes(url.origin)
+  if (!listed && !allowed.includes('*')) {
     throw new PermanentError('feed_url_not_allowed', { message: `feeds are not downloaded from ${url.origin}`, details: { origin: url.origin } })
   }
-  return url
+  return { url, listed }
 }
 
 /**
  * A response body as an async iterable that fails with a retryable
  * UpstreamError when no bytes come for `idleMs` (a stalled server) or the
- * connection breaks. Time the consumer spends between reads does not count.
+ * connection breaks (generic `fetch_failed` when `opaque`). Time the
+ * consumer spends between reads does not count. A body over the size limit
+ * fails with its PermanentError.
  */
-async function* withIdleTimeout(body: ReadableStream<Uint8Array>, signal: AbortSignal, idleMs: number): AsyncGenerator<Uint8Array> {
+async function* withIdleTimeout(
+  body: ReadableStream<Uint8Array>,
+  signal: AbortSignal,
+  options: { readonly idleMs: number; readonly opaque: boolean },
+): AsyncGenerator<Uint8Array> {
+  const { idleMs, opaque } = options
   const reader = body.getReader()
   try {
     for (;;) {
       let timer: NodeJS.Timeout | undefined
       const idle = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new UpstreamError('feed', 'timeout', { message: `feed: no data for ${idleMs} ms` })), idleMs)
+        timer = setTimeout(() => reject(new UpstreamError('feed', 'timeout', { message: `feed: no data for ${idleMs} ms`, opaque })), idleMs)
       })
       let next: Awaited<ReturnType<typeof reader.read>>
       try {
         next = await Promise.race([reader.read(), idle])
       } catch (err) {
-        if (err instanceof UpstreamError) throw err
+        if (err instanceof UpstreamError || err instanceof PermanentError) throw err
         if (signal.aborted) throw signal.reason ?? err
         const timedOut = (err as { name?: string }).name === 'TimeoutError'
-        throw new UpstreamError('feed', timedOut ? 'timeout' : 'network', { message: `feed: download ${timedOut ? 'timed out' : 'broke off'}`, cause: err })
+        throw new UpstreamError('feed', timedOut ? 'timeout' : 'network', {
+          message: `feed: download ${timedOut ? 'timed out' : 'broke off'}`,
+          cause: err,
+          opaque,
+        })
       } finally {
         clearTimeout(timer)
       }
