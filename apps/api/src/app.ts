@@ -1,7 +1,16 @@
-import type { Db } from '@backroom/queue-core'
+import type { Db, PriorityName } from '@backroom/queue-core'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
-import { DEFAULT_BATCH_LIMIT, DEFAULT_BODY_LIMIT, DEFAULT_STORE_RATE } from './config.ts'
+import {
+  DEFAULT_BATCH_LIMIT,
+  DEFAULT_BODY_LIMIT,
+  DEFAULT_METRICS_CACHE_MS,
+  DEFAULT_STORE_MAX_PRIORITY,
+  DEFAULT_STORE_RATE,
+  DEFAULT_UPLOAD_RATE_PER_MINUTE,
+  DEFAULT_UPLOAD_RETENTION_HOURS,
+  DEFAULT_UPLOAD_STORE_QUOTA_BYTES,
+} from './config.ts'
 import { authPlugin } from './plugins/auth.ts'
 import { errorHandler, frameworkErrorHandler, notFoundHandler } from './plugins/error-handler.ts'
 import { metricsPlugin } from './plugins/metrics.ts'
@@ -12,6 +21,7 @@ import { jobsRoutes } from './routes/v1/jobs.ts'
 import { keysRoutes } from './routes/v1/keys.ts'
 import { statsRoutes } from './routes/v1/stats.ts'
 import { uploadsRoutes } from './routes/v1/uploads.ts'
+import { DEFAULT_UPLOAD_SWEEP_INTERVAL_MS } from './upload-retention.ts'
 
 /** What the app needs from its process: built by server.ts, or by a test. */
 export interface AppDeps {
@@ -35,9 +45,25 @@ export interface AppDeps {
   readonly batchLimit?: number
   /** Largest feed file `POST /v1/uploads` accepts, in bytes (default 512 MiB). */
   readonly uploadLimit?: number
+  /** Bytes one store's uploads may hold together (default 1 GiB). */
+  readonly uploadQuotaBytes?: number
+  /** Uploads one store may start per minute (default 10). */
+  readonly uploadRatePerMinute?: number
+  /** Hours an upload is kept unless a live import job names it (default 72). */
+  readonly uploadRetentionHours?: number
+  /** Period of the background sweep of expired uploads (default 10 min); null: none. */
+  readonly uploadSweepIntervalMs?: number | null
   readonly bodyLimit?: number
   /** Enqueues per second per store. */
   readonly storeRate?: number
+  /** The highest priority a store key may ask for (default normal); platform keys may ask for any. */
+  readonly storeMaxPriority?: PriorityName
+  /** METRICS_KEY: when set, GET /metrics needs `Authorization: Bearer <key>`. */
+  readonly metricsKey?: string | null
+  /** How long /metrics reuses the queue figures it read (METRICS_CACHE_MS, default 5,000 ms). */
+  readonly metricsCacheMs?: number
+  /** The statement timeout of the metrics figures read (default 2,000 ms). */
+  readonly metricsQueryTimeoutMs?: number
 }
 
 /**
@@ -75,7 +101,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.setNotFoundHandler(notFoundHandler)
 
   app.register(openapiPlugin)
-  app.register(metricsPlugin, { db: deps.db })
+  app.register(metricsPlugin, {
+    db: deps.db,
+    key: deps.metricsKey ?? null,
+    cacheMs: deps.metricsCacheMs ?? DEFAULT_METRICS_CACHE_MS,
+    queryTimeoutMs: deps.metricsQueryTimeoutMs,
+  })
   app.register(authPlugin, { db: deps.db, adminKey: deps.adminKey ?? null })
 
   app.register(healthRoutes, { db: deps.db, redis: deps.redis ?? null, readyTimeoutMs: deps.readyTimeoutMs })
@@ -84,9 +115,18 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     redis: deps.redis ?? null,
     batchLimit: deps.batchLimit ?? DEFAULT_BATCH_LIMIT,
     storeRate: deps.storeRate ?? DEFAULT_STORE_RATE,
+    storeMaxPriority: deps.storeMaxPriority ?? DEFAULT_STORE_MAX_PRIORITY,
   })
   app.register(keysRoutes, { db: deps.db })
-  app.register(uploadsRoutes, { db: deps.db, maxBytes: deps.uploadLimit })
+  app.register(uploadsRoutes, {
+    db: deps.db,
+    redis: deps.redis ?? null,
+    maxBytes: deps.uploadLimit,
+    quotaBytes: deps.uploadQuotaBytes ?? DEFAULT_UPLOAD_STORE_QUOTA_BYTES,
+    ratePerMinute: deps.uploadRatePerMinute ?? DEFAULT_UPLOAD_RATE_PER_MINUTE,
+    retentionHours: deps.uploadRetentionHours ?? DEFAULT_UPLOAD_RETENTION_HOURS,
+    sweepIntervalMs: deps.uploadSweepIntervalMs === undefined ? DEFAULT_UPLOAD_SWEEP_INTERVAL_MS : deps.uploadSweepIntervalMs,
+  })
   app.register(statsRoutes, { db: deps.db })
   app.register(processPendingRoute, { db: deps.db, cronSecret: deps.cronSecret ?? null, loadHandlers: deps.loadHandlers })
   return app

@@ -15,7 +15,56 @@ describe('loadConfig', () => {
       batchLimit: 1_000,
       bodyLimit: 256 * 1024,
       storeRate: 100,
+      storeMaxPriority: 'normal',
+      metricsKey: null,
+      metricsCacheMs: 5_000,
+      uploadQuotaBytes: 1024 * 1024 * 1024,
+      uploadRatePerMinute: 10,
+      uploadRetentionHours: 72,
     })
+  })
+
+  it('reads the metrics, priority and upload settings, refusing bad values by name', () => {
+    const env = {
+      DATABASE_URL: 'postgres://h/db',
+      API_STORE_MAX_PRIORITY: 'High',
+      METRICS_KEY: 'm'.repeat(16),
+      METRICS_CACHE_MS: '0',
+      API_UPLOAD_STORE_QUOTA_BYTES: '1048576',
+      API_UPLOAD_RATE_PER_MINUTE: '3',
+      UPLOAD_RETENTION_HOURS: '24',
+    }
+    expect(loadConfig(env)).toMatchObject({
+      storeMaxPriority: 'high',
+      metricsKey: 'm'.repeat(16),
+      metricsCacheMs: 0,
+      uploadQuotaBytes: 1_048_576,
+      uploadRatePerMinute: 3,
+      uploadRetentionHours: 24,
+    })
+    let caught: unknown
+    try {
+      loadConfig({
+        DATABASE_URL: 'postgres://h/db',
+        API_STORE_MAX_PRIORITY: 'asap',
+        METRICS_KEY: 'short-metrics',
+        METRICS_CACHE_MS: '-1',
+        API_UPLOAD_STORE_QUOTA_BYTES: '0',
+        API_UPLOAD_RATE_PER_MINUTE: '0',
+        UPLOAD_RETENTION_HOURS: '0',
+      })
+    } catch (err) {
+      caught = err
+    }
+    expect((caught as ConfigError).problems).toEqual([
+      'API_STORE_MAX_PRIORITY must be one of urgent, high, normal, low',
+      'METRICS_KEY must be at least 16 characters',
+      'METRICS_CACHE_MS must be an integer >= 0',
+      'API_UPLOAD_STORE_QUOTA_BYTES must be an integer >= 1',
+      'API_UPLOAD_RATE_PER_MINUTE must be an integer >= 1',
+      'UPLOAD_RETENTION_HOURS must be an integer >= 1',
+    ])
+    expect(JSON.stringify((caught as ConfigError).problems)).not.toContain('short-metrics')
   })
 
   it('reads the API settings and refuses short secrets without echoing them', () => {

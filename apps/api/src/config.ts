@@ -1,4 +1,6 @@
+import type { PriorityName } from '@backroom/queue-core'
 import { ConfigError, envInteger, envOneOf, isPostgresUrl, LOG_LEVELS, type LogLevel } from '@backroom/queue-core/runtime'
+import { DEFAULT_STORE_MAX_PRIORITY, PRIORITY_NAMES } from './priority-policy.ts'
 /** pino levels accepted in `LOG_LEVEL`. */
 export { LOG_LEVELS, type LogLevel }
 
@@ -17,6 +19,17 @@ export const DEFAULT_BODY_LIMIT = 256 * 1024
 export const DEFAULT_STORE_RATE = 100
 /** BACKROOM_ADMIN_KEY must be at least this long: it is a platform key given as is. */
 export const MIN_ADMIN_KEY_LENGTH = 32
+/** METRICS_KEY must be at least this long. */
+export const MIN_METRICS_KEY_LENGTH = 16
+/** How long /metrics reuses the queue figures it read from the database when `METRICS_CACHE_MS` is unset. */
+export const DEFAULT_METRICS_CACHE_MS = 5_000
+/** Bytes of feed uploads one store may keep when `API_UPLOAD_STORE_QUOTA_BYTES` is unset (1 GiB). */
+export const DEFAULT_UPLOAD_STORE_QUOTA_BYTES = 1024 * 1024 * 1024
+/** Uploads one store may start per minute when `API_UPLOAD_RATE_PER_MINUTE` is unset (also the burst). */
+export const DEFAULT_UPLOAD_RATE_PER_MINUTE = 10
+/** Hours an upload is kept when `UPLOAD_RETENTION_HOURS` is unset (longer while a live import uses it). */
+export const DEFAULT_UPLOAD_RETENTION_HOURS = 72
+export { DEFAULT_STORE_MAX_PRIORITY }
 
 /** The API's settings, parsed once from the environment. */
 export interface ApiConfig {
@@ -36,6 +49,18 @@ export interface ApiConfig {
   readonly bodyLimit: number
   /** Enqueues per second per store (a token bucket; burst twice the rate). */
   readonly storeRate: number
+  /** The highest priority a store key may ask for; platform keys may ask for any. */
+  readonly storeMaxPriority: PriorityName
+  /** When set, GET /metrics needs `Authorization: Bearer <metricsKey>`. Never log it. */
+  readonly metricsKey: string | null
+  /** How long /metrics reuses the queue figures it read (0: read at each scrape, still one read at a time). */
+  readonly metricsCacheMs: number
+  /** Bytes of feed uploads one store may keep (413 upload_quota_exceeded beyond it). */
+  readonly uploadQuotaBytes: number
+  /** Uploads one store may start per minute (429 beyond it). */
+  readonly uploadRatePerMinute: number
+  /** Uploads older than this are deleted unless a live import job uses them. */
+  readonly uploadRetentionHours: number
 }
 
 /** Thrown when the environment does not describe a runnable service. */
@@ -73,7 +98,32 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   const batchLimit = envInteger(env, 'API_BATCH_LIMIT', DEFAULT_BATCH_LIMIT, 1, problems)
   const bodyLimit = envInteger(env, 'API_BODY_LIMIT', DEFAULT_BODY_LIMIT, 1024, problems)
   const storeRate = envInteger(env, 'API_STORE_RATE', DEFAULT_STORE_RATE, 1, problems)
+  const storeMaxPriority = envOneOf(env, 'API_STORE_MAX_PRIORITY', PRIORITY_NAMES, DEFAULT_STORE_MAX_PRIORITY, problems)
+  const metricsKey = env.METRICS_KEY?.trim() || null
+  if (metricsKey !== null && metricsKey.length < MIN_METRICS_KEY_LENGTH) problems.push(`METRICS_KEY must be at least ${MIN_METRICS_KEY_LENGTH} characters`)
+  const metricsCacheMs = envInteger(env, 'METRICS_CACHE_MS', DEFAULT_METRICS_CACHE_MS, 0, problems)
+  const uploadQuotaBytes = envInteger(env, 'API_UPLOAD_STORE_QUOTA_BYTES', DEFAULT_UPLOAD_STORE_QUOTA_BYTES, 1, problems)
+  const uploadRatePerMinute = envInteger(env, 'API_UPLOAD_RATE_PER_MINUTE', DEFAULT_UPLOAD_RATE_PER_MINUTE, 1, problems)
+  const uploadRetentionHours = envInteger(env, 'UPLOAD_RETENTION_HOURS', DEFAULT_UPLOAD_RETENTION_HOURS, 1, problems)
 
   if (problems.length > 0) throw new ConfigError(problems)
-  return { databaseUrl, port, dbPoolMax, dbPoolMin, logLevel, redisUrl, cronSecret, adminKey, batchLimit, bodyLimit, storeRate }
+  return {
+    databaseUrl,
+    port,
+    dbPoolMax,
+    dbPoolMin,
+    logLevel,
+    redisUrl,
+    cronSecret,
+    adminKey,
+    batchLimit,
+    bodyLimit,
+    storeRate,
+    storeMaxPriority,
+    metricsKey,
+    metricsCacheMs,
+    uploadQuotaBytes,
+    uploadRatePerMinute,
+    uploadRetentionHours,
+  }
 }

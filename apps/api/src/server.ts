@@ -28,6 +28,12 @@ try {
     batchLimit: config.batchLimit,
     bodyLimit: config.bodyLimit,
     storeRate: config.storeRate,
+    storeMaxPriority: config.storeMaxPriority,
+    metricsKey: config.metricsKey,
+    metricsCacheMs: config.metricsCacheMs,
+    uploadQuotaBytes: config.uploadQuotaBytes,
+    uploadRatePerMinute: config.uploadRatePerMinute,
+    uploadRetentionHours: config.uploadRetentionHours,
   })
   const starting = (async () => {
     // Idempotent and advisory-locked: API and worker may both start at once.

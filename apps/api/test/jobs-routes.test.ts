@@ -12,7 +12,8 @@ let storeA: string
 
 
 beforeAll(async () => {
-  app = await testApp({ db: t.db, batchLimit: 5, storeRate: 1_000 })
+  // Store keys may ask for high here (the default ceiling is normal: test/priority-policy.test.ts).
+  app = await testApp({ db: t.db, batchLimit: 5, storeRate: 1_000, storeMaxPriority: 'high' })
   platform = (await createApiKey(t.db.kysely, { storeId: null })).key
   storeA = (await createApiKey(t.db.kysely, { storeId: 'store-a' })).key
 })

@@ -15,7 +15,8 @@ const scrape = async (target = app) => {
 }
 
 beforeAll(async () => {
-  app = buildApp({ db: t.db })
+  // No cache window: each scrape reads the figures (the window is tested in metrics-cache.test.ts).
+  app = buildApp({ db: t.db, metricsCacheMs: 0 })
   await app.ready()
 })
 afterAll(async () => {

@@ -37,6 +37,7 @@ export const openapiPlugin = fp(async (app) => {
         securitySchemes: {
           bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key: a store key or a platform key.' },
           cronSecret: { type: 'http', scheme: 'bearer', description: 'CRON_SECRET, for /v1/internal/process-pending only.' },
+          metricsKey: { type: 'http', scheme: 'bearer', description: 'METRICS_KEY, for /metrics when it is set.' },
         },
       },
       security: [{ bearerAuth: [] }],

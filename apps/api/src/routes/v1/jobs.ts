@@ -9,6 +9,7 @@ import {
   type Db,
   type EnqueueResult,
   type EnqueueSpec,
+  type PriorityName,
 } from '@backroom/queue-core'
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
@@ -19,6 +20,7 @@ import { ApiError } from '../../api-error.ts'
 import { strictQueryIntegers } from '../../strict-query-integers.ts'
 import { createEnqueueRateLimiter } from '../../enqueue-rate-limiter.ts'
 import { checkPayload, payloadProblem } from '../../payload-check.ts'
+import { priorityForKey } from '../../priority-policy.ts'
 import { scopeOf, storeForWrite } from '../../principal.ts'
 import { BatchBody, EnqueueBody } from '../../schemas/enqueue-body.ts'
 import { ErrorBody } from '../../schemas/error-body.ts'
@@ -33,6 +35,8 @@ export interface JobsRoutesOptions {
   readonly batchLimit: number
   /** Enqueued jobs per second per store (API_STORE_RATE). */
   readonly storeRate: number
+  /** The highest priority a store key may ask for (API_STORE_MAX_PRIORITY); platform keys may ask for any. */
+  readonly storeMaxPriority: PriorityName
 }
 
 /** `GET /v1/jobs` query string. */
@@ -56,7 +60,7 @@ const JobPageView = Type.Object({
 })
 const BatchOutcome = Type.Object({ jobs: Type.Array(EnqueueOutcome) })
 const IdParams = Type.Object({ id: Type.String() })
-const errors = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody, 429: ErrorBody }
+const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody, 429: ErrorBody }
 
 /** Each batch item is checked with this (compiled once), so the batch can report every bad item. */
 const checkEnqueueBody = Compile(EnqueueBody)
@@ -93,14 +97,19 @@ export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (plain, o
     {
       schema: {
         summary: 'Enqueue a job',
-        description: '201 when created; 200 with deduped: true when a live job with the same dedupeKey exists.',
+        description:
+          '201 when created; 200 with deduped: true when a live job with the same dedupeKey exists. ' +
+          'A store key asking for a priority above the policy ceiling (API_STORE_MAX_PRIORITY, default normal) gets 403 priority_not_allowed.',
         body: EnqueueBody,
         response: { 200: EnqueueOutcome, 201: EnqueueOutcome, ...errors },
       },
     },
     async (request, reply) => {
-      const spec = toSpec(request, request.body)
-      checkPayload(spec.type, spec.payload)
+      const asked = toSpec(request, request.body)
+      checkPayload(asked.type, asked.payload)
+      // After the checks answering 400: a body wrong in several ways is reported as malformed first.
+      const priority = priorityForKey(request, request.body.priority, options.storeMaxPriority)
+      const spec = priority === undefined ? asked : { ...asked, priority }
       await limiter.take(spec.storeId, 1)
       // One transaction: an enqueue may take several statements (a coalescing
       // fold, a dedupe race, a capped store's lock); a failure must write nothing.
@@ -117,7 +126,8 @@ export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (plain, o
       schema: {
         summary: 'Enqueue jobs, all or none',
         description:
-          'Every item is checked first; any bad item answers 400 with details [{ index, code, message }] and nothing is written. ' +
+          'Every item is checked first; any bad item answers 400 with details [{ index, code, message }] and nothing is written ' +
+          '(403 priority_not_allowed when the only bad items are a store key\'s priorities above the ceiling). ' +
           'Then all jobs are written in one transaction. 201 when at least one job was created; 200 when every item was deduped.',
         body: BatchBody,
         response: { 200: BatchOutcome, 201: BatchOutcome, ...errors },
@@ -133,10 +143,15 @@ export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (plain, o
       const specs: EnqueueSpec[] = []
       const problems: ItemProblem[] = []
       items.forEach((item, index) => {
-        const problem = itemProblem(request, item, index)
+        const problem = itemProblem(request, item, index, options.storeMaxPriority)
         if ('code' in problem) problems.push(problem)
         else specs.push(problem.spec)
       })
+      if (problems.length > 0 && problems.every((p) => p.code === 'priority_not_allowed')) {
+        throw new ApiError(403, 'priority_not_allowed', `${problems.length} of ${items.length} jobs ask for a priority above ${options.storeMaxPriority}; nothing was enqueued`, {
+          details: problems,
+        })
+      }
       if (problems.length > 0) {
         throw new ApiError(400, 'invalid_batch', `${problems.length} of ${items.length} jobs are invalid; nothing was enqueued`, { details: problems })
       }
@@ -246,8 +261,8 @@ function toSpec(request: FastifyRequest, body: EnqueueBody): EnqueueSpec & { sto
   }
 }
 
-/** One batch item checked as a single enqueue would be: schema, store, payload. */
-function itemProblem(request: FastifyRequest, item: unknown, index: number): ItemProblem | { spec: EnqueueSpec } {
+/** One batch item checked as a single enqueue would be: schema, store, payload, priority policy. */
+function itemProblem(request: FastifyRequest, item: unknown, index: number, ceiling: PriorityName): ItemProblem | { spec: EnqueueSpec } {
   if (!checkEnqueueBody.Check(item)) {
     const details = [...checkEnqueueBody.Errors(item)].slice(0, 10).map((e) => ({ path: e.instancePath, message: e.message }))
     return { index, code: 'invalid_request', message: `jobs[${index}] does not match the enqueue body`, details }
@@ -261,5 +276,11 @@ function itemProblem(request: FastifyRequest, item: unknown, index: number): Ite
   }
   const problem = payloadProblem(spec.type, spec.payload)
   if (problem) return { index, ...problem }
-  return { spec }
+  try {
+    const priority = priorityForKey(request, item.priority, ceiling)
+    return { spec: priority === undefined ? spec : { ...spec, priority } }
+  } catch (err) {
+    if (err instanceof ApiError) return { index, code: err.code, message: err.message, details: err.details }
+    throw err
+  }
 }
