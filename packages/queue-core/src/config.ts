@@ -76,3 +76,53 @@ export const DEFAULT_AGING_STEP = 100
 
 /** How often the leader ages waiting jobs. */
 export const DEFAULT_AGING_INTERVAL_MS = 5_000
+
+/**
+ * How long opening a database connection (TCP, TLS, startup) may take on the
+ * claim session and the LISTEN and leader connections. PostgreSQL answers a
+ * startup in milliseconds, across regions with TLS in well under a second;
+ * past this the server is unreachable and waiting longer only hides it.
+ */
+export const DB_CONNECT_TIMEOUT_MS = 5_000
+
+/**
+ * TCP keepalive idle time on our side of every connection. Node 20's libuv
+ * then probes every second, ten times (checked with strace), so an idle
+ * connection whose peer vanished errors after about 20 s instead of the
+ * OS default's two hours. Probes only run while nothing is in flight: a
+ * statement waiting for its answer is bounded by the query timeout instead.
+ */
+export const DB_KEEPALIVE_IDLE_MS = 10_000
+
+/**
+ * The same on the server's side, as session settings (seconds): PostgreSQL
+ * ends the session of a client that vanished in about 10 + 3 × 5 = 25 s,
+ * releasing its row and advisory locks (a dead leader's lock, a half-done
+ * claim's rows) instead of holding them for the OS default of two hours.
+ */
+export const DB_SERVER_KEEPALIVES = { idleS: 10, intervalS: 5, count: 3 } as const
+
+/**
+ * The client-side query timeout is statement_timeout plus this. The server
+ * cancels a slow statement first and answers with an error, keeping the
+ * connection; the client's own timer fires only when no answer can come
+ * (the network or the server is gone), and then the connection is discarded.
+ * Two seconds cover a cancel's round trip and a busy event loop.
+ */
+export const DB_QUERY_TIMEOUT_MARGIN_MS = 2_000
+
+/**
+ * statement_timeout of the claim session and the LISTEN and leader
+ * connections. Their statements take milliseconds (a claim about 1 ms, a
+ * LISTEN or try-lock less); one still running after 5 s is stuck, and the
+ * client-side timeout that follows (7 s) bounds how long a worker waits on
+ * a dead connection before it opens a new one.
+ */
+export const DB_SESSION_STATEMENT_TIMEOUT_MS = 5_000
+
+/**
+ * How long closing a connection waits for the server's goodbye before the
+ * socket is destroyed. A live server answers in milliseconds; a dead one
+ * never would, and a stop (SIGTERM) must not wait on it.
+ */
+export const DB_CLOSE_TIMEOUT_MS = 1_000

@@ -23,7 +23,7 @@ export {
   DEFAULT_AGING_STEP,
   DEFAULT_AGING_INTERVAL_MS,
 } from './config.ts'
-export { connect, fromPgClient, type ConnectOptions, type Db } from './db/connect.ts'
+export { connect, fromPgClient, isDatabaseUnavailable, type ConnectOptions, type Db } from './db/connect.ts'
 export type { Database, Executor } from './db/database.ts'
 export { enqueue, enqueueMany, priorityValue, type EnqueueTarget } from './enqueue.ts'
 export { getJob, cancelJob, retryJob, type Scope } from './admin.ts'

@@ -1,7 +1,14 @@
-import { InvalidStateError, JobNotFoundError, StoreCapacityError, ValidationError } from '@backroom/queue-core'
+import { InvalidStateError, JobNotFoundError, StoreCapacityError, ValidationError, isDatabaseUnavailable } from '@backroom/queue-core'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { ApiError } from '../api-error.ts'
 import { errorBody } from '../schemas/error-body.ts'
+
+/**
+ * Retry-After (seconds) of a 503 while the database cannot be reached: long
+ * enough for a connection reset or a short failover to pass, short enough
+ * that clients come back soon after it does.
+ */
+export const DATABASE_RETRY_AFTER_S = 5
 
 /** Codes for the 4xx errors Fastify raises itself (bad JSON, body too large…), by status. */
 const CLIENT_ERROR_CODES: Readonly<Record<number, string>> = {
@@ -25,8 +32,12 @@ const CLIENT_ERROR_CODES: Readonly<Record<number, string>> = {
  * queue-core's ValidationError are 400 `invalid_request`, JobNotFoundError is
  * 404, InvalidStateError is 409, StoreCapacityError is 429 with Retry-After,
  * an ApiError keeps its own status and code, Fastify's own client errors keep their
- * status. Anything else is 500 `internal_error` with no detail: the cause
- * goes to the log only, since it may name tables, hosts or values.
+ * status. A database that cannot be reached or stopped answering (refused,
+ * reset, connect or acquire timeout, a statement with no answer in time) is
+ * 503 `database_unavailable` with Retry-After: the request may succeed
+ * later, and a client must not mistake it for a bug. Anything else is 500
+ * `internal_error` with no detail: the cause goes to the log only, since it
+ * may name tables, hosts or values.
  */
 export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (error.validation) {
@@ -49,6 +60,11 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
   }
   if (error instanceof InvalidStateError) {
     return reply.code(409).send(errorBody(error.code, error.message, { jobId: error.jobId, state: error.state }))
+  }
+  if (isDatabaseUnavailable(error)) {
+    request.log.warn({ err: error }, 'database unavailable')
+    reply.header('retry-after', String(DATABASE_RETRY_AFTER_S))
+    return reply.code(503).send(errorBody('database_unavailable', 'the database is not reachable; try again shortly'))
   }
   if (isDataException(error)) {
     // The value reached PostgreSQL and could not be stored or compared (e.g. a

@@ -10,3 +10,4 @@ export {
 } from './test-database.ts'
 export { useTestDatabase, type TestDatabase } from './use-test-database.ts'
 export { insertJob, waitFor } from './fixtures.ts'
+export { startTcpProxy, type TcpProxy, type TcpProxyCounts, type TcpProxyTarget } from './tcp-proxy.ts'
