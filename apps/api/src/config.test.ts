@@ -8,6 +8,8 @@ describe('loadConfig', () => {
       port: 3000,
       dbPoolMax: 10,
       dbPoolMin: 0,
+      dbStatementTimeoutMs: 15_000,
+      dbPoolAcquireTimeoutMs: 5_000,
       logLevel: 'info',
       redisUrl: null,
       cronSecret: null,

@@ -10,6 +10,16 @@ export const DEFAULT_PORT = 3000
 export const DEFAULT_DB_POOL_MAX = 10
 /** Connections kept open when idle when `DB_POOL_MIN` is unset. */
 export const DEFAULT_DB_POOL_MIN = 0
+/**
+ * statement_timeout of the API's pool when `DB_STATEMENT_TIMEOUT_MS` is
+ * unset. Every route's statement is index-served and takes milliseconds;
+ * the client gives up 2 s after this, which bounds how long a request waits
+ * on a connection that died silently before it answers 503. 60 s held
+ * callers for a minute during a failover.
+ */
+export const DEFAULT_API_STATEMENT_TIMEOUT_MS = 15_000
+/** How long a request waits for a free pool connection before 503, when `DB_POOL_ACQUIRE_TIMEOUT_MS` is unset. */
+export const DEFAULT_DB_POOL_ACQUIRE_TIMEOUT_MS = 5_000
 
 /** Jobs one `POST /v1/jobs/batch` may carry when `API_BATCH_LIMIT` is unset. */
 export const DEFAULT_BATCH_LIMIT = 1_000
@@ -38,6 +48,10 @@ export interface ApiConfig {
   readonly port: number
   readonly dbPoolMax: number
   readonly dbPoolMin: number
+  /** `DB_STATEMENT_TIMEOUT_MS`: statement_timeout of the pool (the client-side timeout is 2 s more). */
+  readonly dbStatementTimeoutMs: number
+  /** `DB_POOL_ACQUIRE_TIMEOUT_MS`: wait for a free pool connection before 503. */
+  readonly dbPoolAcquireTimeoutMs: number
   readonly logLevel: LogLevel
   /** Optional: shares enqueue rate limits between API instances. Never log it. */
   readonly redisUrl: string | null
@@ -86,6 +100,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   const dbPoolMax = envInteger(env, 'DB_POOL_MAX', DEFAULT_DB_POOL_MAX, 1, problems)
   const dbPoolMin = envInteger(env, 'DB_POOL_MIN', DEFAULT_DB_POOL_MIN, 0, problems)
   if (dbPoolMin > dbPoolMax) problems.push('DB_POOL_MIN must not exceed DB_POOL_MAX')
+  const dbStatementTimeoutMs = envInteger(env, 'DB_STATEMENT_TIMEOUT_MS', DEFAULT_API_STATEMENT_TIMEOUT_MS, 100, problems)
+  const dbPoolAcquireTimeoutMs = envInteger(env, 'DB_POOL_ACQUIRE_TIMEOUT_MS', DEFAULT_DB_POOL_ACQUIRE_TIMEOUT_MS, 100, problems)
   const logLevel = envOneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info', problems)
   const redisUrl = env.REDIS_URL?.trim() || null
   if (redisUrl !== null && !/^rediss?:\/\//.test(redisUrl)) problems.push('REDIS_URL must be a redis:// or rediss:// URL')
@@ -112,6 +128,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     port,
     dbPoolMax,
     dbPoolMin,
+    dbStatementTimeoutMs,
+    dbPoolAcquireTimeoutMs,
     logLevel,
     redisUrl,
     cronSecret,

@@ -14,7 +14,14 @@ import { createRootLogger, onShutdownSignal } from '@backroom/queue-core/runtime
 try {
   const config = loadConfig(process.env)
   const log = createRootLogger({ service: 'api', level: config.logLevel })
-  const db = connect({ connectionString: config.databaseUrl, max: config.dbPoolMax, min: config.dbPoolMin, applicationName: 'backroom-api' })
+  const db = connect({
+    connectionString: config.databaseUrl,
+    max: config.dbPoolMax,
+    min: config.dbPoolMin,
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+    acquireTimeoutMs: config.dbPoolAcquireTimeoutMs,
+    applicationName: 'backroom-api',
+  })
   // Optional: shares enqueue rate limits between API instances. Lazy, so a
   // Redis outage never stops start-up (the limiter falls back in-process).
   const redis = config.redisUrl === null ? null : new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false })

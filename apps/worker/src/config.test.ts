@@ -22,6 +22,8 @@ describe('loadConfig', () => {
       types: null,
       dbPoolMax: 10,
       dbPoolMin: 0,
+      dbStatementTimeoutMs: 15_000,
+      dbPoolAcquireTimeoutMs: 10_000,
       logLevel: 'info',
       shutdownGraceMs: 10_000,
       metricsPort: null,

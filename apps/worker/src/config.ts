@@ -8,6 +8,17 @@ export { LOG_LEVELS, type LogLevel }
 export const DEFAULT_DB_POOL_MAX = 10
 /** Connections kept open when idle when `DB_POOL_MIN` is unset. */
 export const DEFAULT_DB_POOL_MIN = 0
+/**
+ * statement_timeout of the worker's pool when `DB_STATEMENT_TIMEOUT_MS` is
+ * unset. The worker's statements (completions, heartbeats, maintenance
+ * batches) take milliseconds; the client gives up 2 s after this, so it is
+ * also how long a worker waits on a connection that died silently (a
+ * failover, a blackholed network) before it opens a new one. 60 s made
+ * recovery after such a fault take a minute.
+ */
+export const DEFAULT_WORKER_STATEMENT_TIMEOUT_MS = 15_000
+/** How long a statement waits for a free pool connection before failing, when `DB_POOL_ACQUIRE_TIMEOUT_MS` is unset. */
+export const DEFAULT_DB_POOL_ACQUIRE_TIMEOUT_MS = 10_000
 
 /** The worker's settings, parsed once from the environment. */
 export interface WorkerConfig {
@@ -21,6 +32,10 @@ export interface WorkerConfig {
   readonly types: ReadonlyArray<string> | null
   readonly dbPoolMax: number
   readonly dbPoolMin: number
+  /** `DB_STATEMENT_TIMEOUT_MS`: statement_timeout of the pool (the client-side timeout is 2 s more). */
+  readonly dbStatementTimeoutMs: number
+  /** `DB_POOL_ACQUIRE_TIMEOUT_MS`: wait for a free pool connection before a clear error. */
+  readonly dbPoolAcquireTimeoutMs: number
   readonly logLevel: LogLevel
   /** `WORKER_SHUTDOWN_GRACE_MS`: how long SIGTERM waits for running jobs before releasing them. */
   readonly shutdownGraceMs: number
@@ -53,6 +68,8 @@ export function loadConfig(
   const dbPoolMax = envInteger(env, 'DB_POOL_MAX', DEFAULT_DB_POOL_MAX, 1, problems)
   const dbPoolMin = envInteger(env, 'DB_POOL_MIN', DEFAULT_DB_POOL_MIN, 0, problems)
   if (dbPoolMin > dbPoolMax) problems.push('DB_POOL_MIN must not exceed DB_POOL_MAX')
+  const dbStatementTimeoutMs = envInteger(env, 'DB_STATEMENT_TIMEOUT_MS', DEFAULT_WORKER_STATEMENT_TIMEOUT_MS, 100, problems)
+  const dbPoolAcquireTimeoutMs = envInteger(env, 'DB_POOL_ACQUIRE_TIMEOUT_MS', DEFAULT_DB_POOL_ACQUIRE_TIMEOUT_MS, 100, problems)
   const shutdownGraceMs = envInteger(env, 'WORKER_SHUTDOWN_GRACE_MS', DEFAULT_SHUTDOWN_GRACE_MS, 0, problems)
   const logLevel = envOneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info', problems)
 
@@ -70,5 +87,5 @@ export function loadConfig(
   if (metricsPort !== null && metricsPort > 65_535) problems.push('WORKER_METRICS_PORT must be at most 65535')
 
   if (problems.length > 0) throw new ConfigError(problems)
-  return { databaseUrl, concurrency, prefetch, types, dbPoolMax, dbPoolMin, logLevel, shutdownGraceMs, metricsPort }
+  return { databaseUrl, concurrency, prefetch, types, dbPoolMax, dbPoolMin, dbStatementTimeoutMs, dbPoolAcquireTimeoutMs, logLevel, shutdownGraceMs, metricsPort }
 }

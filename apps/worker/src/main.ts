@@ -1,6 +1,8 @@
 /**
  * Worker process entry (`pnpm start:worker`): runs jobs until SIGTERM, then
- * drains and exits 0. Configuration: see config.ts.
+ * drains and exits 0; or exits 1 with `shutdown failed`, naming the jobs
+ * (`err.jobIds`) it could not hand back because the database did not answer:
+ * they stay running until their leases expire. Configuration: see config.ts.
  */
 import { configureJobTypes, createHandlers, handlerDeps, jobTypes, migrateShop } from '@backroom/handlers'
 import { loadConfig } from './config.ts'

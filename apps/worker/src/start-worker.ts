@@ -8,7 +8,11 @@ export interface RunningWorker {
   readonly pool: WorkerPool
   /** The Prometheus endpoint, when WORKER_METRICS_PORT is set. */
   readonly metrics: MetricsServer | null
-  /** Drains the pool (grace period, then release) and closes the database pool. */
+  /**
+   * Drains the pool (grace period, then release) and closes the database
+   * pool. Rejects with the pool's ShutdownIncompleteError (code
+   * `shutdown_incomplete`, `jobIds`) when jobs could not be handed back.
+   */
   stop(): Promise<void>
 }
 
@@ -40,6 +44,8 @@ export async function startWorker(args: {
     connectionString: config.databaseUrl,
     max: config.dbPoolMax,
     min: config.dbPoolMin,
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+    acquireTimeoutMs: config.dbPoolAcquireTimeoutMs,
     applicationName: 'backroom-worker',
   })
   let metrics: MetricsServer | null = null
