@@ -13,6 +13,7 @@ import {
 } from './config.ts'
 import { authPlugin } from './plugins/auth.ts'
 import { errorHandler, frameworkErrorHandler, notFoundHandler } from './plugins/error-handler.ts'
+import { fairSharePlugin } from './plugins/fair-share.ts'
 import { metricsPlugin } from './plugins/metrics.ts'
 import { openapiPlugin } from './plugins/openapi.ts'
 import { healthRoutes } from './routes/health.ts'
@@ -108,6 +109,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     queryTimeoutMs: deps.metricsQueryTimeoutMs,
   })
   app.register(authPlugin, { db: deps.db, adminKey: deps.adminKey ?? null })
+  // After auth (it admits by the key's store), before the routes it guards.
+  app.register(fairSharePlugin, { poolMax: deps.db.pool.options.max, maxWaitMs: deps.db.pool.options.connectionTimeoutMillis })
 
   app.register(healthRoutes, { db: deps.db, redis: deps.redis ?? null, readyTimeoutMs: deps.readyTimeoutMs })
   app.register(jobsRoutes, {

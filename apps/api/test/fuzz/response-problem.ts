@@ -2,7 +2,7 @@ import type { LightMyRequestResponse } from 'fastify'
 import type { BadRequest } from './bad-requests.ts'
 
 /** What a 4xx/5xx body must never carry: stack frames, file paths, SQL. */
-const LEAK = /\n\s+at |node_modules|\.ts:\d+|\bselect\b.+\bfrom\b|\binsert into\b|\bupdate \w+ set\b|duplicate key|violates|pg_|syntax error at/i
+export const LEAK = /\n\s+at |node_modules|\.ts:\d+|\bselect\b.+\bfrom\b|\binsert into\b|\bupdate \w+ set\b|duplicate key|violates|pg_|syntax error at/i
 
 /**
  * Why a response to a bad request is wrong, or null when it is right: a

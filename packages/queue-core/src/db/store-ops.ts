@@ -133,6 +133,12 @@ export async function requestCancelStep(db: Executor, args: { storeId: string; t
  * `limit` of a store's jobs in `state`. A job whose dedupe key a live job
  * holds now stays in history. New virtual start times charge the store like
  * an enqueue of cost 1 per job. Returns the ids moved.
+ *
+ * The history rows are locked before they move: two retries of one job (a
+ * client retrying on a timeout) would otherwise both read the row and both
+ * insert it into `jobs`, the second failing on the primary key. Locked, the
+ * second waits, finds the row gone and moves nothing.
+ * Index: job_history_id_idx (by ids), job_history_store_idx (by store).
  */
 export async function retryFinished(
   db: Executor,
@@ -149,6 +155,7 @@ export async function retryFinished(
         and (${args.state}::text is null or h.state = ${args.state}::text)
       order by h.store_id, h.finished_at, h.id
       limit ${args.limit}
+      for update
     ),
     numbered as (
       select p.*, row_number() over (partition by p.store_id order by p.finished_at, p.id) as k from picked p
