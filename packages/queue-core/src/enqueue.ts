@@ -5,7 +5,7 @@ import * as coalesce from './db/coalesce.ts'
 import * as jobs from './db/jobs.ts'
 import { toJob, type JobRow } from './db/rows.ts'
 import { StoreCapacityError, ValidationError } from './errors.ts'
-import { isStorableText, JOB_TYPE_NAME, MAX_ID_LENGTH, MAX_TYPE_LENGTH } from './validate.ts'
+import { isBigintId, isStorableText, JOB_TYPE_NAME, MAX_ID_LENGTH, MAX_TYPE_LENGTH } from './validate.ts'
 import { PRIORITIES, type EnqueueResult, type EnqueueSpec, type Job, type Priority } from './types.ts'
 
 /** Where enqueue runs: our Kysely, a caller's Kysely transaction, or a caller's `pg` client. */
@@ -34,7 +34,8 @@ export async function enqueue<P = unknown>(target: EnqueueTarget, spec: EnqueueS
  * come back in input order. A dedupe key repeated inside the batch, or already
  * held by a live job of the store, yields that job with `deduped: true`.
  *
- * Throws {@link ValidationError} (nothing written) if any spec is invalid.
+ * Throws {@link ValidationError} (nothing written) if any spec is invalid,
+ * or names a parent (`parentId`) that is not a live job of its store.
  * Coalescing jobs, dedupe races and capped stores can take further
  * statements; on a pool each commits by itself, so a caller that needs all
  * or nothing passes a transaction (the API does). Not opened here: every
@@ -71,7 +72,8 @@ export async function enqueueMany<P = unknown>(
         insertIdx.push(i)
       } else sharers.push([i, first])
     }
-    const { inserted, refused } = await insertCapped(db, insertIdx.map((i) => rows[i]!))
+    const { inserted, refused, missingParents } = await insertCapped(db, insertIdx.map((i) => rows[i]!))
+    if (missingParents.length > 0) throw parentError(rows, missingParents)
     if (refused.length > 0) throw await capacityError(db, refused)
     const insertedKeys = new Set(inserted.filter((r) => r.dedupe_key !== null).map((r) => `${r.store_id}\u0000${r.dedupe_key}`))
     const createdIdx = insertIdx.filter((i) => {
@@ -140,9 +142,9 @@ async function insertCapped(
   db: Executor,
   rows: ReadonlyArray<jobs.NewJobRow>,
   options: { readonly coalescing?: boolean } = {},
-): Promise<{ inserted: jobs.InsertedRow[]; refused: jobs.RefusedStore[] }> {
+): Promise<{ inserted: jobs.InsertedRow[]; refused: jobs.RefusedStore[]; missingParents: jobs.MissingParent[] }> {
   const first = await jobs.insertMany(db, rows, options)
-  if (first.needsLock.length === 0) return first
+  if (first.needsLock.length === 0 || first.missingParents.length > 0) return first
   const locked = async (trx: Executor) => {
     await jobs.lockStores(trx, first.needsLock)
     return jobs.insertMany(trx, rows, { ...options, storesLocked: true })
@@ -181,6 +183,20 @@ async function coalesceOne<P>(db: Executor, row: jobs.NewJobRow, spec: EnqueueSp
     if (inserted[0]) return { job: newJob<P>(open, spec, inserted[0]), deduped: false, coalesced: false }
   }
   throw new Error(`coalescing ${row.type}/${key} did not settle: the open job kept changing`)
+}
+
+/**
+ * The error for a batch naming parents that are not live jobs of their rows'
+ * stores (finished, cancelled or being cancelled, another store's, or never
+ * existing: one error for all, so a store cannot probe other stores' ids).
+ */
+function parentError(rows: ReadonlyArray<jobs.NewJobRow>, missing: ReadonlyArray<jobs.MissingParent>): ValidationError {
+  const first = missing[0]!
+  const index = rows.findIndex((r) => r.parentId === first.parentId && r.storeId === first.storeId)
+  return new ValidationError(
+    `jobs[${index}].parentId: job ${first.parentId} is not a live job of store ${first.storeId} (finished, cancelled, being cancelled, or unknown)`,
+    { index, field: 'parentId', reason: 'parent_not_live', parentIds: missing.map((m) => m.parentId) },
+  )
 }
 
 /** How far back the retry-after hint looks at a store's completions. */
@@ -237,6 +253,9 @@ function normalise<P>(spec: EnqueueSpec<P>, index: number, now: number): jobs.Ne
     fail('coalesceKey', 'must be a string of 1 to 255 characters')
   }
   if (spec.coalesceKey !== undefined && spec.dedupeKey !== undefined) fail('coalesceKey', 'give coalesceKey or dedupeKey, not both')
+  if (spec.parentId !== undefined && !isBigintId(spec.parentId)) fail('parentId', 'must be a job id (a decimal string)')
+  // A coalescing enqueue may fold into a job that already has another parent, or none.
+  if (spec.parentId !== undefined && spec.coalesceKey !== undefined) fail('parentId', 'give parentId or coalesceKey, not both')
   if (spec.queue !== undefined && (typeof spec.queue !== 'string' || spec.queue.length === 0 || spec.queue.length > MAX_TYPE_LENGTH)) {
     fail('queue', 'must be a non-empty string')
   }
@@ -262,6 +281,7 @@ function normalise<P>(spec: EnqueueSpec<P>, index: number, now: number): jobs.Ne
     cost: spec.cost ?? null,
     rateKey: spec.rateKey ?? null,
     coalesceKey: spec.coalesceKey ?? null,
+    parentId: spec.parentId ?? null,
   }
 }
 

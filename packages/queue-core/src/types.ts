@@ -114,6 +114,15 @@ export interface EnqueueSpec<P = unknown> {
    * running), this enqueue folds into it instead of adding a job.
    */
   readonly coalesceKey?: string
+  /**
+   * The id of a live job of the same store (pending, scheduled, running or
+   * paused, its cancellation not requested) this job belongs to: cancelling
+   * that job cancels this one too (see cancelJob). Typically a handler
+   * splitting its work passes `ctx.job.id`. Not with `coalesceKey`. A parent
+   * that is missing, finished, another store's or being cancelled fails the
+   * whole batch with a ValidationError (field `parentId`).
+   */
+  readonly parentId?: string
 }
 
 /** The outcome of one enqueue: the job, and whether it already existed. */

@@ -1,7 +1,7 @@
 import { sql, type Kysely, type QueryExecutorProvider } from 'kysely'
 import type { ProductRow } from './feed/parse-product-row.ts'
 import { storableText } from './feed/storable-text.ts'
-import type { FeedFormat, ImportDatabase, RowErrorCode } from './import-tables.ts'
+import type { ChunkState, FeedFormat, ImportDatabase, RowErrorCode } from './import-tables.ts'
 
 // Every statement of the import on its own tables and on shop.products. Bulk
 // statements are raw `sql` over unnest(): one statement with nine array
@@ -242,55 +242,77 @@ export interface ChunkTally {
   readonly chunks: number
   readonly done: number
   readonly failed: number
+  readonly cancelled: number
   readonly rowsDone: number
   readonly rowsFailed: number
+  readonly rowsCancelled: number
 }
 
+/** Counts an import's chunks and their rows by state (primary key: one import's chunks). */
 export async function tallyChunks(db: ImportDb, importId: string): Promise<ChunkTally> {
-  const { rows } = await sql<{ chunks: string; done: string; failed: string; rows_done: string; rows_failed: string }>`
+  const { rows } = await sql<{ chunks: string; done: string; failed: string; cancelled: string; rows_done: string; rows_failed: string; rows_cancelled: string }>`
     select count(*) as chunks,
            count(*) filter (where state = 'done') as done,
            count(*) filter (where state = 'failed') as failed,
+           count(*) filter (where state = 'cancelled') as cancelled,
            coalesce(sum(rows) filter (where state = 'done'), 0) as rows_done,
-           coalesce(sum(rows) filter (where state = 'failed'), 0) as rows_failed
+           coalesce(sum(rows) filter (where state = 'failed'), 0) as rows_failed,
+           coalesce(sum(rows) filter (where state = 'cancelled'), 0) as rows_cancelled
     from shop.product_import_chunks where import_id = ${importId}::bigint
   `.execute(db)
   const r = rows[0]!
-  return { chunks: Number(r.chunks), done: Number(r.done), failed: Number(r.failed), rowsDone: Number(r.rows_done), rowsFailed: Number(r.rows_failed) }
+  return {
+    chunks: Number(r.chunks),
+    done: Number(r.done),
+    failed: Number(r.failed),
+    cancelled: Number(r.cancelled),
+    rowsDone: Number(r.rows_done),
+    rowsFailed: Number(r.rows_failed),
+    rowsCancelled: Number(r.rows_cancelled),
+  }
 }
 
-/** Chunks not ended yet, with their job ids (at most `limit`). */
-export async function pendingChunks(db: ImportDb, importId: string, limit: number) {
+/** Chunks not ended yet, with their job ids: at most `limit`, from chunk `after + 1` on. */
+export async function pendingChunks(db: ImportDb, importId: string, limit: number, after = -1) {
   return db
     .selectFrom('shop.product_import_chunks')
     .select(['chunk_no', 'job_id'])
     .where('import_id', '=', importId)
     .where('state', '=', 'pending')
+    .where('chunk_no', '>', after)
     .orderBy('chunk_no')
     .limit(limit)
     .execute()
 }
 
-/** Marks a chunk failed (its job failed or was cancelled); a chunk done meanwhile stays done. */
-export async function failChunk(db: ImportDb, args: { importId: string; chunkNo: number; code: string; message: string }): Promise<void> {
+/**
+ * Ends a chunk that did not apply its rows: `failed` (its job failed, or was
+ * cancelled by itself while the import went on) or `cancelled` (the import
+ * was). A chunk done meanwhile stays done: runChunk holds the chunk's row
+ * lock while it applies, so this waits for it and then finds it done.
+ */
+export async function closeChunk(
+  db: ImportDb,
+  args: { importId: string; chunkNo: number; state: 'failed' | 'cancelled'; code: string; message: string },
+): Promise<void> {
   await db
     .updateTable('shop.product_import_chunks')
-    .set({ state: 'failed', error: JSON.stringify({ code: args.code, message: args.message }), finished_at: new Date() })
+    .set({ state: args.state, error: JSON.stringify({ code: args.code, message: args.message }), finished_at: new Date() })
     .where('import_id', '=', args.importId)
     .where('chunk_no', '=', args.chunkNo)
     .where('state', '=', 'pending')
     .execute()
 }
 
-/** Failed chunks, for the report. */
-export async function failedChunks(db: ImportDb, importId: string) {
+/** An import's chunks in `state`, by chunk number (at most `limit`), for the report. */
+export async function chunksIn(db: ImportDb, importId: string, state: ChunkState, limit: number) {
   return db
     .selectFrom('shop.product_import_chunks')
     .select(['chunk_no', 'first_line', 'last_line', 'rows', 'error'])
     .where('import_id', '=', importId)
-    .where('state', '=', 'failed')
+    .where('state', '=', state)
     .orderBy('chunk_no')
-    .limit(100)
+    .limit(limit)
     .execute()
 }
 
@@ -309,7 +331,7 @@ export async function errorSample(db: ImportDb, importId: string, limit: number)
 /** A chunk's outcome. */
 export type ChunkRun =
   | { readonly kind: 'missing' }
-  | { readonly kind: 'closed'; readonly state: 'done' | 'failed'; readonly rows: number }
+  | { readonly kind: 'closed'; readonly state: 'done' | 'failed' | 'cancelled'; readonly rows: number }
   | { readonly kind: 'ran'; readonly rows: number; readonly upserted: number }
 
 /**
@@ -317,55 +339,108 @@ export type ChunkRun =
  * done, in one transaction: a chunk is applied entirely or not at all, and a
  * second run (after a crash, or a run whose lease was lost) finds it done.
  *
+ * `signal` (the run's) stops it: an abort cancels the statement in progress
+ * (pg_cancel_backend, see cancelOnAbort), so a chunk waiting on a row lock
+ * or midway through a large upsert rolls back at once; the chunk stays
+ * pending and the signal's reason is thrown. An abort after the rows were
+ * written but before the commit rolls back too. `onCancelFailed` hears of a
+ * cancel request the server did not take (the run then ends when the
+ * statement does).
+ *
  * Within a feed the later line of a SKU wins: a row is skipped when a later
  * line has the same SKU, wherever that line's chunk runs. An empty stock cell
  * leaves the stored stock as it is. Rows go in SKU order, so concurrent
  * imports of one store lock products in the same order (no deadlock).
  */
-export async function runChunk(db: ImportDb, args: { importId: string; chunkNo: number; storeId: string }): Promise<ChunkRun> {
+export async function runChunk(
+  db: ImportDb,
+  args: { importId: string; chunkNo: number; storeId: string; signal?: AbortSignal; onCancelFailed?: (err: unknown) => void },
+): Promise<ChunkRun> {
+  args.signal?.throwIfAborted()
   return db.transaction().execute(async (trx) => {
-    const chunk = await trx
-      .selectFrom('shop.product_import_chunks as c')
-      .innerJoin('shop.product_imports as i', 'i.import_id', 'c.import_id')
-      .select(['c.first_line', 'c.last_line', 'c.rows', 'c.state'])
-      .where('c.import_id', '=', args.importId)
-      .where('c.chunk_no', '=', args.chunkNo)
-      .where('i.store_id', '=', args.storeId)
-      .forUpdate('c')
-      .executeTakeFirst()
-    if (!chunk) return { kind: 'missing' }
-    if (chunk.state !== 'pending') return { kind: 'closed', state: chunk.state, rows: chunk.rows }
-    const result = await sql`
-      insert into shop.products as p (store_id, sku, title, description, price, currency, stock, attributes)
-      select ${args.storeId}, r.sku, r.title, r.description, r.price, r.currency, r.stock, r.attributes
-      from shop.product_import_rows r
-      where r.import_id = ${args.importId}::bigint
-        and r.line_no between ${chunk.first_line} and ${chunk.last_line}
-        and not exists (
-          select 1 from shop.product_import_rows later
-          where later.import_id = r.import_id and later.sku = r.sku and later.line_no > r.line_no
-        )
-      order by r.sku
-      on conflict (store_id, sku) do update set
-        title = excluded.title,
-        description = excluded.description,
-        price = excluded.price,
-        currency = excluded.currency,
-        stock = coalesce(excluded.stock, p.stock),
-        attributes = excluded.attributes,
-        updated_at = now()
-      where (p.title, p.description, p.price, p.currency, p.stock, p.attributes)
-            is distinct from (excluded.title, excluded.description, excluded.price, excluded.currency, coalesce(excluded.stock, p.stock), excluded.attributes)
-    `.execute(trx)
-    const upserted = Number(result.numAffectedRows ?? 0)
-    await trx
-      .updateTable('shop.product_import_chunks')
-      .set({ state: 'done', upserted, finished_at: new Date() })
-      .where('import_id', '=', args.importId)
-      .where('chunk_no', '=', args.chunkNo)
-      .execute()
-    return { kind: 'ran', rows: chunk.rows, upserted }
+    const stopWatching = args.signal ? await cancelOnAbort(db, trx, args.signal, args.onCancelFailed ?? (() => {})) : () => {}
+    try {
+      return await applyChunk(trx, args)
+    } catch (err) {
+      // A cancelled statement surfaces as SQLSTATE 57014: report why it was cancelled instead.
+      args.signal?.throwIfAborted()
+      throw err
+    } finally {
+      stopWatching()
+    }
   })
+}
+
+async function applyChunk(trx: ImportDb, args: { importId: string; chunkNo: number; storeId: string; signal?: AbortSignal }): Promise<ChunkRun> {
+  const chunk = await trx
+    .selectFrom('shop.product_import_chunks as c')
+    .innerJoin('shop.product_imports as i', 'i.import_id', 'c.import_id')
+    .select(['c.first_line', 'c.last_line', 'c.rows', 'c.state'])
+    .where('c.import_id', '=', args.importId)
+    .where('c.chunk_no', '=', args.chunkNo)
+    .where('i.store_id', '=', args.storeId)
+    .forUpdate('c')
+    .executeTakeFirst()
+  if (!chunk) return { kind: 'missing' }
+  if (chunk.state !== 'pending') return { kind: 'closed', state: chunk.state, rows: chunk.rows }
+  const result = await sql`
+    insert into shop.products as p (store_id, sku, title, description, price, currency, stock, attributes)
+    select ${args.storeId}, r.sku, r.title, r.description, r.price, r.currency, r.stock, r.attributes
+    from shop.product_import_rows r
+    where r.import_id = ${args.importId}::bigint
+      and r.line_no between ${chunk.first_line} and ${chunk.last_line}
+      and not exists (
+        select 1 from shop.product_import_rows later
+        where later.import_id = r.import_id and later.sku = r.sku and later.line_no > r.line_no
+      )
+    order by r.sku
+    on conflict (store_id, sku) do update set
+      title = excluded.title,
+      description = excluded.description,
+      price = excluded.price,
+      currency = excluded.currency,
+      stock = coalesce(excluded.stock, p.stock),
+      attributes = excluded.attributes,
+      updated_at = now()
+    where (p.title, p.description, p.price, p.currency, p.stock, p.attributes)
+          is distinct from (excluded.title, excluded.description, excluded.price, excluded.currency, coalesce(excluded.stock, p.stock), excluded.attributes)
+  `.execute(trx)
+  const upserted = Number(result.numAffectedRows ?? 0)
+  // Aborted while the upsert finished: roll it back rather than commit a chunk its job gave up.
+  args.signal?.throwIfAborted()
+  await trx
+    .updateTable('shop.product_import_chunks')
+    .set({ state: 'done', upserted, finished_at: new Date() })
+    .where('import_id', '=', args.importId)
+    .where('chunk_no', '=', args.chunkNo)
+    .execute()
+  return { kind: 'ran', rows: chunk.rows, upserted }
+}
+
+/**
+ * Until the returned function is called, an abort of `signal` cancels the
+ * statement `trx` is running, from another connection of `db`. The target
+ * is named by backend pid and transaction start (microseconds, read inside
+ * `trx`): once `trx` ended, its connection may serve someone else's
+ * transaction, which has another start, so a late abort cancels nothing.
+ */
+async function cancelOnAbort(db: ImportDb, trx: ImportDb, signal: AbortSignal, onFailed: (err: unknown) => void): Promise<() => void> {
+  const { rows } = await sql<{ pid: number; started_us: string }>`
+    select pg_backend_pid() as pid, (extract(epoch from now()) * 1000000)::bigint::text as started_us
+  `.execute(trx)
+  const { pid, started_us: startedUs } = rows[0]!
+  const cancel = () => {
+    // pg_stat_activity is a view over shared memory: no index involved.
+    sql`
+      select pg_cancel_backend(pid) from pg_stat_activity
+      where pid = ${pid} and (extract(epoch from xact_start) * 1000000)::bigint = ${startedUs}::bigint
+    `
+      .execute(db)
+      .catch(onFailed)
+  }
+  if (signal.aborted) cancel()
+  else signal.addEventListener('abort', cancel, { once: true })
+  return () => signal.removeEventListener('abort', cancel)
 }
 
 /**
@@ -383,5 +458,36 @@ export async function finishImport(db: ImportDb, args: { importId: string; rowsD
     if (Number(ended.numUpdatedRows) === 1) {
       await trx.deleteFrom('shop.product_import_rows').where('import_id', '=', args.importId).execute()
     }
+  })
+}
+
+/**
+ * Ends an import whose parent job was cancelled, once no chunk is pending
+ * (each applied, failed or cancelled): state `cancelled`, its counts from
+ * the chunks (rows done: applied chunks' rows; rows failed: rejected lines
+ * plus failed chunks' rows; the cancelled chunks' rows are neither), and
+ * its staged rows deleted. Only from `staging` or `running`; returns
+ * whether this call ended it. Expects the primary keys of both tables.
+ */
+export async function cancelImport(db: ImportDb, importId: string): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    const ended = await sql`
+      update shop.product_imports i
+      set state = 'cancelled',
+          rows_done = c.rows_done,
+          rows_failed = coalesce(i.rows_invalid, 0) + c.rows_failed,
+          finished_at = now(),
+          updated_at = now()
+      from (
+        select coalesce(sum(rows) filter (where state = 'done'), 0)::int as rows_done,
+               coalesce(sum(rows) filter (where state = 'failed'), 0)::int as rows_failed
+        from shop.product_import_chunks where import_id = ${importId}::bigint
+      ) c
+      where i.import_id = ${importId}::bigint and i.state in ('staging', 'running')
+        and not exists (select 1 from shop.product_import_chunks p where p.import_id = ${importId}::bigint and p.state = 'pending')
+    `.execute(trx)
+    if (Number(ended.numAffectedRows ?? 0) !== 1) return false
+    await trx.deleteFrom('shop.product_import_rows').where('import_id', '=', importId).execute()
+    return true
   })
 }

@@ -13,10 +13,13 @@ import {
 import type { HandlerDeps } from '../lib/deps.ts'
 import * as imports from './import-db.ts'
 import { ImportProductsChunkPayload, ImportProductsPayload } from './import-products-payload.ts'
+import { buildImportReport, settleCancelledImport } from './import-report.ts'
 import type { ImportTables } from './import-tables.ts'
 import { locateFeed, type FeedSource } from './feed/open-feed.ts'
 import { DEFAULT_MAX_FEED_BYTES, readFeedRecords } from './feed/read-feed-records.ts'
 import { stageFeed } from './stage-feed.ts'
+
+export type { ImportReport } from './import-report.ts'
 
 export const IMPORT_PRODUCTS = 'import.products'
 export const IMPORT_PRODUCTS_CHUNK = 'import.products.chunk'
@@ -67,8 +70,6 @@ export const importTypeSettings = {
 
 /** Pending chunks whose jobs one poll looks up at most. */
 const SETTLE_LOOKUPS = 200
-/** Failed chunks listed in the result. */
-const FAILED_CHUNKS_LISTED = 20
 
 /**
  * `import.products`: imports a product feed (CSV or JSON Lines, from a URL
@@ -82,6 +83,12 @@ const FAILED_CHUNKS_LISTED = 20
  * the lines it staged, chunks are created and enqueued once (with the state
  * change, in one transaction), and each chunk applies its rows and marks
  * itself done in one transaction.
+ *
+ * The chunk jobs are the parent's children (`parentId`): cancelling the
+ * parent job cancels the waiting chunks and aborts the running ones, and
+ * the import ends `cancelled` with a partial report of what was applied
+ * (see getImportReport). A cancelled import does not resume: running the
+ * parent again fails with `import_cancelled`.
  *
  * Reads IMPORT_FEED_ALLOWED_ORIGINS (required for URL feeds) and
  * IMPORT_FEED_AUTH_TOKEN (optional bearer token) from `deps.env`.
@@ -100,6 +107,9 @@ export function createImportProducts(deps: HandlerDeps, options: Partial<ImportO
       const importId = ctx.job.id
       let located: FeedSource | null = null
       let current = await imports.getImport(db, importId)
+      if (current?.state === 'cancelled') {
+        throw new PermanentError('import_cancelled', { message: `import ${importId} was cancelled; its report says what was applied` })
+      }
       if (!current) {
         located = await locateFeed(deps, ctx, payload, timeouts)
         current = await imports.createImport(db, { importId, storeId: ctx.job.storeId, format: located.format, source: located.label })
@@ -129,7 +139,7 @@ export function createImportProducts(deps: HandlerDeps, options: Partial<ImportO
         current = await imports.getImport(db, importId)
       }
       if (current?.state !== 'done') throw new Error(`import ${importId} is in state ${current?.state ?? 'missing'} after its steps`)
-      const report = await importReport(db, current, o.errorSample)
+      const report = await buildImportReport(db, current, o.errorSample)
       await ctx.progress({ phase: 'done', rowsDone: report.rowsDone, rowsFailed: report.rowsFailed, total: report.total })
       ctx.log.info({ total: report.total, rowsDone: report.rowsDone, rowsFailed: report.rowsFailed, chunksFailed: report.chunksFailed }, 'import finished')
       return report
@@ -152,18 +162,55 @@ export function createImportProductsChunk(deps: HandlerDeps): Handler {
     cost: 5,
     async run(payload, ctx) {
       if (ctx.signal.aborted) throw ctx.signal.reason
-      const out = await imports.runChunk(db, { importId: payload.importId, chunkNo: payload.chunkNo, storeId: ctx.job.storeId })
-      if (out.kind === 'missing') {
-        throw new PermanentError('chunk_not_found', { message: `the store has no chunk ${payload.chunkNo} of import ${payload.importId}` })
+      const { importId, chunkNo } = payload
+      const storeId = ctx.job.storeId
+      let out: imports.ChunkRun
+      try {
+        out = await imports.runChunk(db, {
+          importId,
+          chunkNo,
+          storeId,
+          signal: ctx.signal,
+          onCancelFailed: (err) => ctx.log.warn({ errMessage: err instanceof Error ? err.message : String(err) }, 'import chunk statement not cancelled'),
+        })
+      } catch (err) {
+        // Stopped before its commit: if that was the import's cancellation, this chunk is
+        // cancelled, and the last chunk to stop ends the import (the waiting ones never run).
+        if (ctx.signal.aborted && (await settleStoppedChunk(deps, db, { importId, chunkNo, storeId }))) {
+          ctx.log.info({ importId, chunkNo }, 'import chunk cancelled with its import')
+        }
+        throw err
       }
-      if (out.kind === 'closed' && out.state === 'failed') {
-        throw new PermanentError('chunk_closed', { message: 'the import has counted this chunk as failed already' })
+      if (out.kind === 'missing') {
+        throw new PermanentError('chunk_not_found', { message: `the store has no chunk ${chunkNo} of import ${importId}` })
+      }
+      if (out.kind === 'closed' && out.state !== 'done') {
+        throw new PermanentError('chunk_closed', { message: `the import has counted this chunk as ${out.state} already` })
       }
       if (out.kind === 'closed') return { rows: out.rows, alreadyDone: true }
-      ctx.log.info({ rows: out.rows, upserted: out.upserted, importId: payload.importId, chunkNo: payload.chunkNo }, 'import chunk applied')
+      ctx.log.info({ rows: out.rows, upserted: out.upserted, importId, chunkNo }, 'import chunk applied')
       return { rows: out.rows, upserted: out.upserted }
     },
   })
+}
+
+/**
+ * After a chunk's run stopped without applying its rows: if the import's
+ * parent job was cancelled, marks the chunk `cancelled` (its transaction
+ * rolled back, so nothing of it was applied) and tries to end the import
+ * (settleCancelledImport). Returns whether the chunk was cancelled so.
+ */
+async function settleStoppedChunk(deps: HandlerDeps, db: imports.ImportDb, args: { importId: string; chunkNo: number; storeId: string }): Promise<boolean> {
+  const parent = await getJob(deps.db.kysely, args.importId, { storeId: args.storeId }).catch((err: unknown) => {
+    if (err instanceof JobNotFoundError) return null
+    throw err
+  })
+  // Only a cancelled parent: a run stopped by a timeout or a shutdown runs again. (A parent
+  // whose own run is being cancelled is not cancelled yet; getImportReport settles that later.)
+  if (parent?.state !== 'cancelled') return false
+  await imports.closeChunk(db, { ...args, state: 'cancelled', code: 'parent_cancelled', message: `import ${args.importId} was cancelled` })
+  await settleCancelledImport(deps, db, args)
+  return true
 }
 
 /**
@@ -188,6 +235,8 @@ async function startChunks(deps: HandlerDeps, ctx: HandlerContext, chunkLines: n
           payload: { importId, chunkNo: c.chunkNo },
           priority: ctx.job.priority,
           dedupeKey: `import:${importId}:chunk:${c.chunkNo}`,
+          // Cancelling the import's job cancels its chunks.
+          parentId: importId,
           ...(ctx.job.userId ? { userId: ctx.job.userId } : {}),
         })),
       )
@@ -220,54 +269,7 @@ async function settleChunks(deps: HandlerDeps, db: imports.ImportDb, importId: s
       if (!(err instanceof JobNotFoundError)) throw err
       ended = { code: 'chunk_job_missing', message: `chunk job ${chunk.job_id} no longer exists` }
     }
-    if (ended) await imports.failChunk(db, { importId, chunkNo: chunk.chunk_no, ...ended })
+    if (ended) await imports.closeChunk(db, { importId, chunkNo: chunk.chunk_no, state: 'failed', ...ended })
   }
   return imports.tallyChunks(db, importId)
-}
-
-/** An import's outcome as the parent job's result (under the queue's 64 KiB result bound). */
-export interface ImportReport {
-  readonly importId: string
-  readonly format: string
-  /** Data lines of the feed (valid + rejected). */
-  readonly total: number
-  /** Valid lines applied (a SKU's earlier lines count as applied: the later line won). */
-  readonly rowsDone: number
-  /** Rejected lines plus the lines of failed chunks. */
-  readonly rowsFailed: number
-  readonly rowsInvalid: number
-  /** Distinct SKUs among the valid lines. */
-  readonly skus: number
-  readonly chunks: number
-  readonly chunksFailed: number
-  readonly failedChunks: ReadonlyArray<{ chunkNo: number; firstLine: number; lastLine: number; rows: number; code: string; message: string }>
-  /** The first rejected lines (all of them: shop.product_import_errors). */
-  readonly errors: ReadonlyArray<imports.RowError>
-  readonly errorsTruncated: boolean
-}
-
-async function importReport(db: imports.ImportDb, row: NonNullable<Awaited<ReturnType<typeof imports.getImport>>>, sample: number): Promise<ImportReport> {
-  const failed = await imports.failedChunks(db, row.import_id)
-  const errors = await imports.errorSample(db, row.import_id, sample)
-  return {
-    importId: row.import_id,
-    format: row.format,
-    total: row.rows_total ?? 0,
-    rowsDone: row.rows_done ?? 0,
-    rowsFailed: row.rows_failed ?? 0,
-    rowsInvalid: row.rows_invalid ?? 0,
-    skus: row.skus ?? 0,
-    chunks: row.chunks ?? 0,
-    chunksFailed: failed.length,
-    failedChunks: failed.slice(0, FAILED_CHUNKS_LISTED).map((c) => ({
-      chunkNo: c.chunk_no,
-      firstLine: c.first_line,
-      lastLine: c.last_line,
-      rows: c.rows,
-      code: c.error?.code ?? 'failed',
-      message: (c.error?.message ?? '').slice(0, 300),
-    })),
-    errors,
-    errorsTruncated: (row.rows_invalid ?? 0) > errors.length,
-  }
 }

@@ -5,12 +5,19 @@ import type { ShopDatabase } from '../lib/shop-database.ts'
 export const FEED_FORMATS = ['csv', 'jsonl'] as const
 export type FeedFormat = (typeof FEED_FORMATS)[number]
 
-/** Where an import stands: staging the feed, waiting on its chunks, or finished. */
-export const IMPORT_STATES = ['staging', 'running', 'done'] as const
+/**
+ * Where an import stands: staging the feed, waiting on its chunks, finished,
+ * or cancelled (its parent job was cancelled: shop/0009).
+ */
+export const IMPORT_STATES = ['staging', 'running', 'done', 'cancelled'] as const
 export type ImportState = (typeof IMPORT_STATES)[number]
 
-/** A chunk job's state as the import sees it. */
-export const CHUNK_STATES = ['pending', 'done', 'failed'] as const
+/**
+ * A chunk job's state as the import sees it: `done` once its rows are
+ * applied (in the same transaction), `failed` when its job failed,
+ * `cancelled` when the import was cancelled before it applied them.
+ */
+export const CHUNK_STATES = ['pending', 'done', 'failed', 'cancelled'] as const
 export type ChunkState = (typeof CHUNK_STATES)[number]
 
 /**

@@ -9,6 +9,7 @@ const declared: { [K in keyof Database]: ReadonlyArray<keyof Database[K]> } = {
   jobs: [
     'id', 'type', 'queue', 'store_id', 'user_id', 'priority', 'claim_priority', 'state', 'vtime', 'cost', 'run_at', 'attempt', 'max_attempts',
     'payload', 'dedupe_key', 'locked_by', 'locked_until', 'lease_token', 'cancel_requested', 'rate_key', 'coalesce_key', 'coalesced', 'progress', 'errors', 'created_at', 'started_at',
+    'parent_id',
   ],
   job_history: [
     'id', 'type', 'queue', 'store_id', 'user_id', 'priority', 'state', 'attempt', 'max_attempts', 'payload', 'dedupe_key',
@@ -23,6 +24,7 @@ const declared: { [K in keyof Database]: ReadonlyArray<keyof Database[K]> } = {
   queue_clock: ['id', 'vtime'],
   api_keys: ['id', 'store_id', 'label', 'token_hash', 'created_at', 'revoked_at'],
   api_key_secret: ['id', 'secret'],
+  leader_lease: ['id', 'holder', 'term', 'acquired_at', 'expires_at'],
   schema_migrations: ['id', 'name', 'checksum', 'applied_at'],
 }
 

@@ -28,6 +28,8 @@ export interface JobsTable {
   rate_key: string | null
   coalesce_key: string | null
   coalesced: Generated<number>
+  /** The job this one belongs to (infra/migrations/0012_job_parents.sql); live rows only. */
+  parent_id: BigIntString | null
   progress: Json | null
   errors: Generated<Json>
   created_at: Generated<Date>
@@ -121,6 +123,15 @@ export interface ApiKeySecretTable {
   secret: Buffer
 }
 
+/** `leader_lease`: the maintenance leader's lease, at most one row (infra/migrations/0011_leader_lease.sql). */
+export interface LeaderLeaseTable {
+  id: Generated<boolean>
+  holder: string
+  term: BigIntString
+  acquired_at: Date
+  expires_at: Date
+}
+
 export interface SchemaMigrationsTable {
   id: number
   name: string
@@ -140,6 +151,7 @@ export interface Database {
   queue_clock: QueueClockTable
   api_keys: ApiKeysTable
   api_key_secret: ApiKeySecretTable
+  leader_lease: LeaderLeaseTable
   schema_migrations: SchemaMigrationsTable
 }
 

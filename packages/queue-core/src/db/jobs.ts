@@ -24,6 +24,8 @@ export interface NewJobRow {
   readonly rateKey: string | null
   /** Coalesce key (the type coalesces); null for a plain job. */
   readonly coalesceKey: string | null
+  /** The parent job's id (a live job of the same store); null for none. */
+  readonly parentId: string | null
 }
 
 /**
@@ -39,6 +41,12 @@ export interface InsertedRow {
   readonly state: 'pending' | 'scheduled' | 'paused'
   readonly run_at_ms: number
   readonly created_at_ms: number
+}
+
+/** A parent named by the batch that is not a live job of the row's store: nothing of the batch was written. */
+export interface MissingParent {
+  readonly storeId: string
+  readonly parentId: string
 }
 
 /** A store whose live-job cap the batch would pass: nothing of the batch was written. */
@@ -76,33 +84,57 @@ export interface RefusedStore {
  * holds those stores' rows (lockStores earlier in its transaction), a batch
  * with a capped store writes nothing and lists the stores in `needsLock`:
  * two enqueues counting in their own snapshots could both take the last place.
+ *
+ * Rows with a parent are written only if every parent named is a live job of
+ * the row's store whose cancellation was not requested; else nothing is
+ * written and the answer lists the missing parents. The parents are locked
+ * FOR KEY SHARE until the caller's transaction ends (this statement's, on a
+ * pool): a parent's cancellation deletes its row, or locks it FOR UPDATE
+ * before walking its children (cancel-children.ts), so it waits for these
+ * children to commit and its cascade sees them. KEY SHARE leaves the
+ * parent's heartbeats and progress writes free. Index: the primary key.
  */
 export async function insertMany(
   db: Executor,
   rows: ReadonlyArray<NewJobRow>,
   options: { readonly coalescing?: boolean; readonly storesLocked?: boolean } = {},
-): Promise<{ inserted: InsertedRow[]; refused: RefusedStore[]; needsLock: string[] }> {
+): Promise<{ inserted: InsertedRow[]; refused: RefusedStore[]; needsLock: string[]; missingParents: MissingParent[] }> {
   // One arbiter index per statement: the dedupe key for plain jobs, the open
   // coalescing job for coalescing ones (untargeted ON CONFLICT checked every
   // unique index for every row: 4% of a bulk enqueue, measured).
   const conflict = options.coalescing
     ? sql.raw(`(store_id, type, coalesce_key) where coalesce_key is not null and state in ('scheduled', 'pending', 'paused')`)
     : sql.raw('(store_id, dedupe_key) where dedupe_key is not null')
-  const name = options.coalescing ? 'backroom_insert_coalescing_v1' : 'backroom_insert_v7'
-  if (rows.length === 0) return { inserted: [], refused: [], needsLock: [] }
+  const name = options.coalescing ? 'backroom_insert_coalescing_v2' : 'backroom_insert_v8'
+  if (rows.length === 0) return { inserted: [], refused: [], needsLock: [], missingParents: [] }
   const locked = options.storesLocked === true
   const col = <K extends keyof NewJobRow>(k: K) => rows.map((r) => r[k])
-  const result = await sql<InsertedRow & { refused_cap: number | null; refused_live: number | null; refused_incoming: number | null }>`${sql.raw(preparedMarker(name))}
+  const parentIds = [...new Set(rows.flatMap((r) => (r.parentId === null ? [] : [r.parentId])))]
+  const result = await sql<
+    InsertedRow & { refused_cap: number | null; refused_live: number | null; refused_incoming: number | null; missing_parent: string | null }
+  >`${sql.raw(preparedMarker(name))}
     with input as (
       select t.type, t.store_id, t.user_id, t.priority, t.run_at, t.max_attempts, t.payload, t.dedupe_key, t.queue, t.ord, t.rate_key, t.coalesce_key,
-             coalesce(t.cost, jt.cost, jt.declared_cost, 1)::float8 as cost
+             t.parent_id, coalesce(t.cost, jt.cost, jt.declared_cost, 1)::float8 as cost
       from unnest(
         ${col('type')}::text[], ${col('storeId')}::text[], ${col('userId')}::text[], ${col('priority')}::smallint[],
         ${col('runAt')}::timestamptz[], ${col('maxAttempts')}::int[], ${col('payload')}::jsonb[],
         ${col('dedupeKey')}::text[], ${col('queue')}::text[], ${col('cost')}::float8[], ${col('rateKey')}::text[],
-        ${col('coalesceKey')}::text[]
-      ) with ordinality as t(type, store_id, user_id, priority, run_at, max_attempts, payload, dedupe_key, queue, cost, rate_key, coalesce_key, ord)
+        ${col('coalesceKey')}::text[], ${col('parentId')}::bigint[]
+      ) with ordinality as t(type, store_id, user_id, priority, run_at, max_attempts, payload, dedupe_key, queue, cost, rate_key, coalesce_key, parent_id, ord)
       left join job_types jt on jt.type = t.type
+    ),
+    -- The parents the batch names, by primary key (none for most batches: an
+    -- empty array). FOR KEY SHARE: see the function's comment.
+    parents as (
+      select p.id, p.store_id from jobs p
+      where p.id = any(${parentIds}::bigint[]) and not p.cancel_requested
+      for key share of p
+    ),
+    orphans as (
+      select distinct i.store_id, i.parent_id from input i
+      where i.parent_id is not null
+        and not exists (select 1 from parents p where p.id = i.parent_id and p.store_id = i.store_id)
     ),
     totals as (
       select store_id, sum(cost) as total, count(*)::int as n from input group by store_id
@@ -119,18 +151,20 @@ export async function insertMany(
     -- caller holds the capped stores' rows (lockStores, then a new statement):
     -- without that, write nothing and ask for the lock.
     over as (select * from refused where not ${locked}::boolean or live + incoming > cap),
+    -- Nothing is written when a store is over its cap or a parent is missing.
+    blocked as (select exists (select 1 from over) or exists (select 1 from orphans) as yes),
     -- A type whose jobs carry rate keys is claimed through the limited claim,
     -- which spends the tokens (marked once; later enqueues change nothing).
     rate_typed as (
       insert into job_types (type, rate_limited)
-      select distinct type, true from input where rate_key is not null and not exists (select 1 from over)
+      select distinct type, true from input where rate_key is not null and not (select yes from blocked)
       order by type
       on conflict (type) do update set rate_limited = true where not job_types.rate_limited
     ),
     charged as (
       insert into stores as s (store_id, vclock)
       select t.store_id, (select vtime from queue_clock) + t.total from totals t
-      where not exists (select 1 from over)
+      where not (select yes from blocked)
       order by t.store_id
       on conflict (store_id) do update
         set vclock = greatest(s.vclock, (select vtime from queue_clock))
@@ -138,11 +172,11 @@ export async function insertMany(
       returning s.store_id, s.vclock, s.weight
     ),
     ins as (
-      insert into jobs (type, store_id, user_id, priority, claim_priority, state, vtime, cost, run_at, max_attempts, payload, dedupe_key, queue, rate_key, coalesce_key)
+      insert into jobs (type, store_id, user_id, priority, claim_priority, state, vtime, cost, run_at, max_attempts, payload, dedupe_key, queue, rate_key, coalesce_key, parent_id)
       select i.type, i.store_id, i.user_id, i.priority, i.priority,
              case when i.run_at > now() then 'scheduled' else ${runnableState(sql.ref('i.store_id'), sql.ref('i.type'))} end,
              c.vclock - (t.total - i.before) / c.weight,
-             i.cost, coalesce(i.run_at, now()), i.max_attempts, i.payload, i.dedupe_key, i.queue, i.rate_key, i.coalesce_key
+             i.cost, coalesce(i.run_at, now()), i.max_attempts, i.payload, i.dedupe_key, i.queue, i.rate_key, i.coalesce_key, i.parent_id
       from (select input.*, sum(cost) over (partition by store_id order by ord) - cost as before from input) i
       join charged c on c.store_id = i.store_id
       join totals t on t.store_id = i.store_id
@@ -154,24 +188,29 @@ export async function insertMany(
     ${notifyChanges()}
     select id, store_id, dedupe_key, state,
            ${epochMs(sql.ref('run_at'))} as run_at_ms, ${epochMs(sql.ref('created_at'))} as created_at_ms,
-           null::int as refused_cap, null::int as refused_live, null::int as refused_incoming,
+           null::int as refused_cap, null::int as refused_live, null::int as refused_incoming, null::text as missing_parent,
            (select count(*) from notified) as notified
     from ins
     union all
-    select null, store_id, null, case when ${locked}::boolean then 'refused' else 'needs_lock' end, null, null, cap, live, incoming, 0
+    select null, store_id, null, case when ${locked}::boolean then 'refused' else 'needs_lock' end, null, null, cap, live, incoming, null, 0
     from over
+    union all
+    select null, store_id, null, 'missing_parent', null, null, null, null, null, parent_id::text, 0
+    from orphans
     order by id
   `.execute(db)
   const inserted: InsertedRow[] = []
   const refused: RefusedStore[] = []
   const needsLock: string[] = []
+  const missingParents: MissingParent[] = []
   for (const r of result.rows) {
-    if ((r.state as string) === 'needs_lock') needsLock.push(r.store_id)
+    if (r.missing_parent !== null) missingParents.push({ storeId: r.store_id, parentId: r.missing_parent })
+    else if ((r.state as string) === 'needs_lock') needsLock.push(r.store_id)
     else if (r.refused_cap !== null) {
       refused.push({ storeId: r.store_id, cap: r.refused_cap, live: r.refused_live ?? 0, incoming: r.refused_incoming ?? 0 })
     } else inserted.push(r)
   }
-  return { inserted, refused, needsLock }
+  return { inserted, refused, needsLock, missingParents }
 }
 
 /**
