@@ -54,6 +54,22 @@ export class LeaseLostError extends Error {
   }
 }
 
+/**
+ * A worker pool stopped without handing back every job it held: the
+ * database did not take the releases or outcomes in time. The jobs stay
+ * running until their leases expire and the rescuer takes them back.
+ */
+export class ShutdownIncompleteError extends Error {
+  readonly code = 'shutdown_incomplete' as const
+  /** The jobs left running, by id. */
+  readonly jobIds: ReadonlyArray<string>
+  constructor(jobIds: ReadonlyArray<string>, options: { cause?: unknown } = {}) {
+    super('jobs could not be handed back; they run again after their leases expire', { cause: options.cause })
+    this.name = 'ShutdownIncompleteError'
+    this.jobIds = jobIds
+  }
+}
+
 /** Input did not match its schema (a payload, an enqueue spec, options). */
 export class ValidationError extends Error {
   readonly code = 'validation_failed' as const
@@ -117,10 +133,24 @@ export function coerceError(thrown: unknown): Error & { code: string } {
   return Object.assign(new Error(message), { code: 'non_error_thrown' })
 }
 
+/**
+ * Text for any value, never throwing: JSON where it has one, else String().
+ * A value neither can print (an object without a prototype and with a
+ * cycle, a revoked Proxy) gets its tag, or a fixed text: the job must
+ * still fail with an error rather than leave the executor unable to record it.
+ */
 function safeStringify(value: unknown): string {
   try {
     return JSON.stringify(value) ?? String(value)
   } catch {
-    return String(value)
+    try {
+      return String(value)
+    } catch {
+      try {
+        return Object.prototype.toString.call(value)
+      } catch {
+        return 'unprintable thrown value'
+      }
+    }
   }
 }

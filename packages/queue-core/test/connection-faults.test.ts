@@ -6,6 +6,7 @@ import { connect, type Db } from '../src/db/connect.ts'
 import { enqueueMany } from '../src/enqueue.ts'
 import { waitFor } from '../src/testing/fixtures.ts'
 import { startTcpProxy, type TcpProxy } from '../src/testing/tcp-proxy.ts'
+import { recordFaultFigures } from '../src/testing/fault-figures.ts'
 import { useTestDatabase } from '../src/testing/use-test-database.ts'
 import type { EnqueueSpec } from '../src/types.ts'
 import { createListener, type Listener } from '../src/worker/listener.ts'
@@ -184,7 +185,7 @@ describe('worker processes behind a faulty network', () => {
     const r = runs.rows[0]
     figures.jobsRunMoreThanOnce = r.ran_more_than_once
     figures.maxRunsOfAJob = r.max_runs
-    process.stdout.write(`connection faults: ${JSON.stringify(figures)}\n`)
+    recordFaultFigures('connection cuts and blackhole', figures)
     expect({ neverRan: r.never_ran, attemptRanTwice: r.attempt_ran_twice, completedOtherAttempt: r.completed_other_attempt }).toEqual({
       neverRan: 0,
       attemptRanTwice: 0,

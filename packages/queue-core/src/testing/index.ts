@@ -11,3 +11,4 @@ export {
 export { useTestDatabase, type TestDatabase } from './use-test-database.ts'
 export { insertJob, waitFor } from './fixtures.ts'
 export { startTcpProxy, type TcpProxy, type TcpProxyCounts, type TcpProxyTarget } from './tcp-proxy.ts'
+export { recordFaultFigures } from './fault-figures.ts'

@@ -34,7 +34,8 @@ export function createProducer(args: {
   freeSlots(): number
   /** True while outcomes wait to be written: claiming more would only grow the backlog. */
   saturated(): boolean
-  onJobs(rows: ClaimedJobRow[]): void
+  /** Claimed rows, and when their claim was sent (`performance.now()`): their leases run from no earlier. */
+  onJobs(rows: ClaimedJobRow[], sentAt: number): void
 }): Producer {
   const log = args.log.child({ component: 'producer' })
   let stopped = false
@@ -101,6 +102,22 @@ export function createProducer(args: {
     retryTimer.unref()
   }
 
+  // The pause after a failed claim. stop() cuts it short, so a pool stopping
+  // while the database is down does not sit out a 10 s backoff first; so does
+  // wake(): a notification, or the listener's wake after it reconnected, says
+  // the database answers again, and claims resume then rather than up to 10 s later.
+  let endBackOff: (() => void) | null = null
+  const backOff = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms)
+      endBackOff = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+    }).finally(() => {
+      endBackOff = null
+    })
+
   const loop = async () => {
     let failures = 0
     while (!stopped) {
@@ -108,16 +125,17 @@ export function createProducer(args: {
       if ((wanted || maybeMore) && free > 0 && !args.saturated()) {
         wanted = false
         try {
+          const sentAt = performance.now()
           const rows = await claim(free)
           failures = 0
           maybeMore = rows.length === free
           if (rows.length > 0) log.debug({ claimed: rows.length }, 'claimed jobs')
-          args.onJobs(rows)
+          args.onJobs(rows, sentAt)
         } catch (err) {
           failures++
           wanted = true
           log.error({ err }, 'claim failed')
-          await new Promise((r) => setTimeout(r, Math.min(10_000, 100 * 2 ** failures)))
+          await backOff(Math.min(10_000, 100 * 2 ** failures))
         }
         continue
       }
@@ -132,6 +150,7 @@ export function createProducer(args: {
     wake() {
       wanted = true
       poke()
+      endBackOff?.()
     },
     slotFreed() {
       if (wanted || maybeMore) poke()
@@ -140,6 +159,7 @@ export function createProducer(args: {
       stopped = true
       if (retryTimer) clearTimeout(retryTimer)
       poke()
+      endBackOff?.()
       await loopDone
     },
   }
