@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { DEFAULT_TIMEOUT_MS } from '../config.ts'
 import type { HandlerRegistry } from '../handler.ts'
 import type { Fence } from '../types.ts'
+import { WATCHDOG_THREAD_SCRIPT } from './watchdog-thread.ts'
 
 /** A lease the watchdog keeps while the event loop is blocked: the fence and the job's type (its timeout). */
 export interface WatchedFence extends Fence {
@@ -27,6 +28,10 @@ export interface WatchdogThreadData {
   readonly longestTimeoutMs: number
   readonly logLevel: string
   readonly logBindings: Record<string, unknown>
+  /** The module the thread loads its tools from (watchdog-tools.ts or .js). */
+  readonly toolsHref: string
+  /** tsx's API when the tools are TypeScript source; null for compiled JS. */
+  readonly tsxApiHref: string | null
 }
 
 /** Messages from the pool to the thread. */
@@ -47,26 +52,16 @@ const THREAD_START_TIMEOUT_MS = 30_000
 const THREAD_STOP_TIMEOUT_MS = 2_000
 
 /**
- * The thread's entry: the TypeScript source when this module runs from
- * source (tsx, vitest), the compiled file next to it in dist.
+ * Where the thread loads its tools from when the main loop blocks: the
+ * TypeScript source through tsx's API when this module runs from source
+ * (tsx, vitest: tsx is present then), the compiled file next to it in dist.
  */
-function threadEntry(): URL {
+function toolsLocation(): { toolsHref: string; tsxApiHref: string | null } {
   const fromSource = import.meta.url.endsWith('.ts')
-  return new URL(fromSource ? './watchdog-thread.ts' : './watchdog-thread.js', import.meta.url)
-}
-
-/**
- * Starts a worker thread on `entry`. Compiled JS loads as is. A TypeScript
- * entry needs a loader in the thread: Node 20 does not hand an inherited
- * `--import tsx` registration to a worker's entry module, so the thread is
- * started on a one-line script that imports the entry through tsx's API
- * (tsx is present whenever this package runs from source).
- */
-function startThread(entry: URL, workerData: WatchdogThreadData): Worker {
-  if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { workerData, name: 'backroom-watchdog' })
-  const tsxApi = import.meta.resolve('tsx/esm/api')
-  const script = `import(${JSON.stringify(tsxApi)}).then((tsx) => tsx.tsImport(${JSON.stringify(entry.href)}, ${JSON.stringify(entry.href)}))`
-  return new Worker(script, { eval: true, workerData, name: 'backroom-watchdog' })
+  return {
+    toolsHref: new URL(fromSource ? './watchdog-tools.ts' : './watchdog-tools.js', import.meta.url).href,
+    tsxApiHref: fromSource ? import.meta.resolve('tsx/esm/api') : null,
+  }
 }
 
 /**
@@ -144,8 +139,9 @@ export function createWatchdog(args: {
         longestTimeoutMs: Math.max(...timeoutsMs.map(([, ms]) => ms)),
         logLevel: args.log.level,
         logBindings: args.log.bindings(),
+        ...toolsLocation(),
       }
-      const worker = startThread(threadEntry(), data)
+      const worker = new Worker(WATCHDOG_THREAD_SCRIPT, { eval: true, workerData: data, name: 'backroom-watchdog' })
       await new Promise<void>((resolve, reject) => {
         const timeout = setTimeout(() => fail(new Error('watchdog thread did not start in time')), THREAD_START_TIMEOUT_MS)
         const fail = (err: unknown) => {
