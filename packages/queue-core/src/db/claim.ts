@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { sql, type Kysely, type RawBuilder } from 'kysely'
+import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, sql, type RawBuilder } from 'kysely'
 import { preparedMarker } from './prepared.ts'
 import type { Database, Executor } from './database.ts'
 import { epochMs, type ClaimedJobRow } from './rows.ts'
@@ -204,15 +204,40 @@ export async function extendLeases(
 ): Promise<HeldLease[]> {
   if (args.fences.length === 0) return []
   const { ids, attempts, tokens } = fenceArrays(args.fences)
-  const result = await sql<{ id: string; cancel_requested: boolean }>`
-    update jobs j
-    set locked_until = now() + ${args.leaseMs} * interval '1 millisecond'
-    from unnest(${ids}::bigint[], ${attempts}::int[], ${tokens}::uuid[]) as f(id, attempt, token)
-    where j.id = f.id and j.attempt = f.attempt and j.lease_token = f.token and j.state = 'running'
-    returning j.id, j.cancel_requested
-  `.execute(db)
+  const result = await extendLeasesQuery({ leaseMs: args.leaseMs, ids, attempts, tokens }).execute(db)
   return result.rows.map((r) => ({ id: String(r.id), cancelRequested: r.cancel_requested }))
 }
+
+/** The heartbeat statement; index: the primary key (ids from the fences), the fence columns checked on the row. */
+function extendLeasesQuery(args: { leaseMs: unknown; ids: unknown; attempts: unknown; tokens: unknown }) {
+  return sql<{ id: string; cancel_requested: boolean }>`
+    update jobs j
+    set locked_until = now() + ${args.leaseMs} * interval '1 millisecond'
+    from unnest(${args.ids}::bigint[], ${args.attempts}::int[], ${args.tokens}::uuid[]) as f(id, attempt, token)
+    where j.id = f.id and j.attempt = f.attempt and j.lease_token = f.token and j.state = 'running'
+    returning j.id, j.cancel_requested
+  `
+}
+
+/**
+ * The heartbeat statement as text, for a client that runs it without this
+ * module (the watchdog thread, which loads nothing but `pg`): the SQL and the
+ * order of its parameters, named.
+ */
+export function extendLeasesText(): { readonly sql: string; readonly parameters: ReadonlyArray<'leaseMs' | 'ids' | 'attempts' | 'tokens'> } {
+  const compiled = extendLeasesQuery({ leaseMs: 'leaseMs', ids: 'ids', attempts: 'attempts', tokens: 'tokens' }).compile(compileOnly)
+  return { sql: compiled.sql, parameters: compiled.parameters as ReadonlyArray<'leaseMs' | 'ids' | 'attempts' | 'tokens'> }
+}
+
+/** A Kysely that compiles PostgreSQL statements and never connects (kysely's DummyDriver). */
+const compileOnly = new Kysely<Database>({
+  dialect: {
+    createAdapter: () => new PostgresAdapter(),
+    createDriver: () => new DummyDriver(),
+    createIntrospector: (db) => new PostgresIntrospector(db),
+    createQueryCompiler: () => new PostgresQueryCompiler(),
+  },
+})
 
 /** Splits fences into the parallel arrays `unnest` takes. */
 export function fenceArrays(fences: ReadonlyArray<Fence>): { ids: string[]; attempts: number[]; tokens: string[] } {

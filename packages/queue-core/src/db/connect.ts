@@ -148,13 +148,21 @@ export function fromPgClient(client: pg.ClientBase): Kysely<Database> {
  * and end() never waits on a dead server.
  */
 export function dedicatedClient(connectionString: string, applicationName: string): pg.Client {
-  return new GuardedClient({
+  return new GuardedClient(dedicatedClientConfig(connectionString, applicationName))
+}
+
+/**
+ * The settings of {@link dedicatedClient} as plain data (no functions), for
+ * a client made where this module is not loaded: the watchdog thread.
+ */
+export function dedicatedClientConfig(connectionString: string, applicationName: string): pg.ClientConfig {
+  return {
     connectionString,
     application_name: applicationName,
     connectionTimeoutMillis: DB_CONNECT_TIMEOUT_MS,
     ...deadNetworkSettings(DB_SESSION_STATEMENT_TIMEOUT_MS),
     options: `-c jit=off ${SERVER_KEEPALIVES}`,
-  })
+  }
 }
 
 /**

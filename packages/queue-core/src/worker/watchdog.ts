@@ -1,6 +1,10 @@
+import { createRequire } from 'node:module'
 import { Worker } from 'node:worker_threads'
+import type pg from 'pg'
 import type { Logger } from 'pino'
 import { DEFAULT_TIMEOUT_MS } from '../config.ts'
+import { extendLeasesText } from '../db/claim.ts'
+import { dedicatedClientConfig } from '../db/connect.ts'
 import type { HandlerRegistry } from '../handler.ts'
 import type { Fence } from '../types.ts'
 import { WATCHDOG_THREAD_SCRIPT } from './watchdog-thread.ts'
@@ -28,10 +32,11 @@ export interface WatchdogThreadData {
   readonly longestTimeoutMs: number
   readonly logLevel: string
   readonly logBindings: Record<string, unknown>
-  /** The module the thread loads its tools from (watchdog-tools.ts or .js). */
-  readonly toolsHref: string
-  /** tsx's API when the tools are TypeScript source; null for compiled JS. */
-  readonly tsxApiHref: string | null
+  /** The thread's connection settings (dedicatedClientConfig). */
+  readonly clientConfig: pg.ClientConfig
+  /** The heartbeat statement (extendLeasesText in db/claim.ts). */
+  readonly heartbeat: ReturnType<typeof extendLeasesText>
+  readonly pgPath: string
 }
 
 /** Messages from the pool to the thread. */
@@ -51,18 +56,8 @@ export interface Watchdog {
 const THREAD_START_TIMEOUT_MS = 30_000
 const THREAD_STOP_TIMEOUT_MS = 2_000
 
-/**
- * Where the thread loads its tools from when the main loop blocks: the
- * TypeScript source through tsx's API when this module runs from source
- * (tsx, vitest: tsx is present then), the compiled file next to it in dist.
- */
-function toolsLocation(): { toolsHref: string; tsxApiHref: string | null } {
-  const fromSource = import.meta.url.endsWith('.ts')
-  return {
-    toolsHref: new URL(fromSource ? './watchdog-tools.ts' : './watchdog-tools.js', import.meta.url).href,
-    tsxApiHref: fromSource ? import.meta.resolve('tsx/esm/api') : null,
-  }
-}
+/** Where `pg` is, for the thread's `require` (an eval'd script resolves from the working directory, where pnpm may not have linked it). */
+const PG_PATH = createRequire(import.meta.url).resolve('pg')
 
 /**
  * A worker pool's watchdog: a thread of its own (node:worker_threads) that
@@ -139,7 +134,9 @@ export function createWatchdog(args: {
         longestTimeoutMs: Math.max(...timeoutsMs.map(([, ms]) => ms)),
         logLevel: args.log.level,
         logBindings: args.log.bindings(),
-        ...toolsLocation(),
+        clientConfig: dedicatedClientConfig(args.connectionString, 'backroom-watchdog'),
+        heartbeat: extendLeasesText(),
+        pgPath: PG_PATH,
       }
       const worker = new Worker(WATCHDOG_THREAD_SCRIPT, { eval: true, workerData: data, name: 'backroom-watchdog' })
       await new Promise<void>((resolve, reject) => {
