@@ -23,7 +23,7 @@ describe('API keys', () => {
   it('refuses malformed, unknown, tampered and revoked tokens alike', async () => {
     const { key, keyId } = await createApiKey(t.db.kysely, { storeId: 'store-7' })
     const last = key.at(-1) === 'A' ? 'B' : 'A'
-    for (const bad of ['', 'Bearer x', 'brk_1_short', `brk_999999_${key.split('_')[2]}`, `${key.slice(0, -1)}${last}`]) {
+    for (const bad of ['', 'Bearer x', 'brk_1_short', `brk_999999_${key.replace(/^brk_\d+_/, '')}`, `${key.slice(0, -1)}${last}`]) {
       expect(await authenticateApiKey(t.db.kysely, bad), bad).toBeNull()
     }
     expect(await revokeApiKey(t.db.kysely, keyId)).toEqual({ storeId: 'store-7' })
