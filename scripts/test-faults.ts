@@ -71,6 +71,26 @@ const lines = existsSync(report)
   : []
 rmSync(dir, { recursive: true, force: true })
 
+/** The issue's figures with a bound, judged from what the tests recorded. */
+const TARGETS: ReadonlyArray<{ readonly suite: string; readonly name: string; readonly met: (f: Record<string, unknown>) => boolean; readonly shown: (f: Record<string, unknown>) => string }> = [
+  {
+    suite: 'connection cuts and blackhole',
+    name: 'Throughput back to ≥ 90 % of the rate before the faults within 30 s of the last one',
+    met: (f) => typeof f.at90PctMs === 'number' && f.at90PctMs <= 30_000,
+    shown: (f) => (typeof f.at90PctMs === 'number' ? `a 3 s window at 90 % began ${f.at90PctMs} ms after healing` : 'no 3 s window at 90 % within 30 s'),
+  },
+  {
+    suite: 'database restart',
+    name: 'Throughput back to ≥ 90 % of the rate before within 30 s of each restart',
+    met: (f) => Array.isArray(f.restarts) && f.restarts.every((r: { at90PctMs?: unknown }) => typeof r.at90PctMs === 'number' && r.at90PctMs <= 30_000),
+    shown: (f) =>
+      Array.isArray(f.restarts) ? f.restarts.map((r: { mode?: string; at90PctMs?: unknown }) => `${r.mode}: ${typeof r.at90PctMs === 'number' ? `${r.at90PctMs} ms` : 'none within 30 s'}`).join(', ') : 'no figures',
+  },
+]
+const targetLines = TARGETS.flatMap((target) =>
+  lines.filter((l) => l.suite === target.suite).map((l) => `- ${target.name}: ${target.shown(l.figures)}: ${target.met(l.figures) ? 'met' : '**not met**'}.`),
+)
+
 const minutes = ((Date.now() - started) / 60_000).toFixed(1)
 const table = [
   `Run of \`pnpm test:faults\` at FAULTS_SCALE=${scale} (${minutes} min, ${failed ? 'with failures' : 'all passed'}).`,
@@ -78,6 +98,7 @@ const table = [
   '| Suite | Figures |',
   '| --- | --- |',
   ...lines.map((l) => `| ${l.suite} | ${Object.entries(l.figures).map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('; ')} |`),
+  ...(targetLines.length > 0 ? ['', ...targetLines] : []),
 ].join('\n')
 process.stdout.write(`\n${table}\n`)
 

@@ -12,6 +12,7 @@ import { useTestDatabase } from '../src/testing/use-test-database.ts'
 import type { EnqueueSpec } from '../src/types.ts'
 import { createWorkerPool } from '../src/worker/worker-pool.ts'
 import { killAllChildren, terminate } from './fixtures/child-process.ts'
+import { watchRecovery } from './fixtures/recovery.ts'
 import { orDescribe } from './fixtures/diagnose.ts'
 import { CREATE_RUNS, isLeader, passesOf, spawnMaintenanceWorker, type PassRecord } from './fixtures/maintenance-worker.ts'
 import { createRestartablePostgres, SHUTDOWN_MODES, type RestartablePostgres } from './fixtures/restartable-postgres.ts'
@@ -167,13 +168,6 @@ describe('worker processes while their PostgreSQL restarts', () => {
         const live = await count('select count(*)::int as n from jobs')
         for (let missing = BACKLOG - live; missing > 0; missing -= 500) await enqueuer.add(Math.min(500, missing))
       }
-      const completionTimes = async (since: number): Promise<number[]> =>
-        (
-          await q.pool.query<{ at: number }>(
-            `select (extract(epoch from finished_at) * 1000)::float8 as at from job_history where finished_at >= $1 order by finished_at`,
-            [new Date(since)],
-          )
-        ).rows.map((r) => r.at)
       const lease = async () =>
         (await q.pool.query<{ holder: string; term: string; live: boolean }>('select holder, term::text, expires_at > now() as live from leader_lease'))
           .rows[0]
@@ -276,16 +270,7 @@ describe('worker processes while their PostgreSQL restarts', () => {
           expect(doneAfter).toBeGreaterThan(0)
           // How soon after the restart a window began that ran at 90 % of the throughput
           // before; watched for up to RECOVER_WITHIN_MS (null: not by then).
-          f.at90PctMs = (
-            await waitFor(
-              async () => {
-                const at = recoveredAt(await completionTimes(f.upAt), PHASE.windowMs, 0.9 * doneBefore, f.upAt)
-                if (at !== null) return { at }
-                return Date.now() - f.upAt > RECOVER_WITHIN_MS ? { at: null } : null
-              },
-              { timeoutMs: RECOVER_WITHIN_MS + 10_000, intervalMs: 500, what: 'the throughput figure' },
-            )
-          ).at
+          f.at90PctMs = await watchRecovery(q.pool, { from: f.upAt, windowMs: PHASE.windowMs, doneBefore, share: 0.9, withinMs: RECOVER_WITHIN_MS })
           restarts.push(f)
         }
       }).finally(() => enqueuer.stop())
@@ -457,20 +442,6 @@ describe('a worker pool whose claims failed while PostgreSQL was down', () => {
     }
   })
 })
-
-/**
- * The first moment, as ms after `from`, at which a window of `windowMs`
- * starting at a completion holds at least `target` completions; null if
- * none does. `times` are completion times (ms since the epoch), sorted.
- */
-function recoveredAt(times: ReadonlyArray<number>, windowMs: number, target: number, from: number): number | null {
-  let end = 0
-  for (let start = 0; start < times.length; start++) {
-    while (end < times.length && (times[end] as number) < (times[start] as number) + windowMs) end++
-    if (end - start >= target) return Math.round((times[start] as number) - from)
-  }
-  return null
-}
 
 /** Pairs of passes of one service whose run times overlap (by wall clock; all processes share the machine's). */
 function overlappingPasses(passes: ReadonlyArray<PassRecord>): Array<[PassRecord, PassRecord]> {
