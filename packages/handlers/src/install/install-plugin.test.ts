@@ -229,6 +229,10 @@ describe('install.plugin', () => {
       { pluginId: 'happy', version: 'latest' },
       { pluginId: 'happy', version: '1.0.0', storeId: 'store-x' },
       { pluginId: 'happy' },
+      // Path traversal: ids and versions name registry paths, so neither may carry a separator or dots.
+      { pluginId: '../../admin', version: '1.0.0' },
+      { pluginId: 'happy', version: '1.0.0/../../../etc/passwd' },
+      { pluginId: 'happy%2F..', version: '1.0.0' },
     ]) {
       const job = await bed.enqueue({ type: 'install.plugin', storeId: 'store-g', payload })
       const done = await bed.waitFinished(job.id)
