@@ -1,7 +1,7 @@
 import { sql } from 'kysely'
 import type { Executor } from './database.ts'
 import { epochMs, type JobRow } from './rows.ts'
-import { notifyChanges } from './history.ts'
+import { HISTORY_COLUMNS, notifyChanges } from './history.ts'
 import { preparedMarker } from './prepared.ts'
 import { runnableState } from './pauses.ts'
 
@@ -245,20 +245,21 @@ export async function findByDedupeKeys(
   return result.rows
 }
 
-/** A job by id, live or finished; `storeId` restricts to one store (null: any). */
+/**
+ * A job by id, live or finished; `storeId` restricts to one store (null: any).
+ * One statement, so one snapshot: a job that finishes (or is retried) moves
+ * between the tables in one transaction, and two reads could miss it in both.
+ * Index: the primary keys of `jobs` and of each history partition.
+ */
 export async function getById(db: Executor, args: { id: string; storeId: string | null }): Promise<JobRow | undefined> {
-  const live = await db
-    .selectFrom('jobs')
-    .selectAll()
-    .where('id', '=', args.id)
-    .$if(args.storeId !== null, (q) => q.where('store_id', '=', args.storeId as string))
-    .executeTakeFirst()
-  if (live) return live as unknown as JobRow
-  const done = await db
-    .selectFrom('job_history')
-    .selectAll()
-    .where('id', '=', args.id)
-    .$if(args.storeId !== null, (q) => q.where('store_id', '=', args.storeId as string))
-    .executeTakeFirst()
-  return done as unknown as JobRow | undefined
+  const store = args.storeId === null ? sql`` : sql`and store_id = ${args.storeId}`
+  const result = await sql<JobRow>`
+    select id, type, queue, store_id, user_id, priority, state, attempt, max_attempts, payload, dedupe_key, progress, errors,
+           null::jsonb as result, run_at, created_at, started_at, null::timestamptz as finished_at
+    from jobs where id = ${args.id} ${store}
+    union all
+    select ${HISTORY_COLUMNS} from job_history where id = ${args.id} ${store}
+    limit 1
+  `.execute(db)
+  return result.rows[0]
 }
