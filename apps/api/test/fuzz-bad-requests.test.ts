@@ -1,9 +1,6 @@
-import { Writable } from 'node:stream'
 import { connect, createApiKey, defineHandler, drainWithinBudget, enqueue, getJob, PermanentError, revokeApiKey } from '@backroom/queue-core'
-import { REDACT_PATHS } from '@backroom/queue-core/runtime'
 import { useTestDatabase } from '@backroom/queue-core/testing'
 import type { FastifyInstance } from 'fastify'
-import { pino } from 'pino'
 import { Type } from 'typebox'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../src/app.ts'
@@ -12,6 +9,7 @@ import { createRng } from './fuzz/create-rng.ts'
 import { KNOWN_BUGS } from './fuzz/known-bugs.ts'
 import { errorShapeProblem, responseProblem } from './fuzz/response-problem.ts'
 import { tableFingerprint } from './fuzz/table-fingerprint.ts'
+import { capturingLogger } from './support/capturing-logger.ts'
 
 /** Replay a failure with FUZZ_SEED=<seed> (and FUZZ_COUNT to go further). */
 const SEED = Number(process.env.FUZZ_SEED ?? 20_250_611)
@@ -27,17 +25,6 @@ let app: FastifyInstance
 let world: FuzzWorld
 let handlerLoads = 0
 const logLines: string[] = []
-
-/** A pino logger like server.ts's (same redaction), at debug, writing into `lines`. */
-function capturingLogger(lines: string[]) {
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(chunk.toString('utf8'))
-      done()
-    },
-  })
-  return pino({ level: 'debug', redact: { paths: [...REDACT_PATHS], censor: '[redacted]' } }, sink)
-}
 
 /** A job that completed in store-a and one that failed for good in store-b, through a real drain. */
 async function finishedJobs(): Promise<{ completedA: string; failedB: string }> {

@@ -1,11 +1,8 @@
-import { Writable } from 'node:stream'
 import { payloadSchemas } from '@backroom/handlers/schemas'
 import { migrateShop } from '@backroom/handlers/uploads'
 import { cancelJob, createApiKey, defineHandler, drainWithinBudget, enqueue, PermanentError, revokeApiKey } from '@backroom/queue-core'
-import { REDACT_PATHS } from '@backroom/queue-core/runtime'
 import { useTestDatabase } from '@backroom/queue-core/testing'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import { pino } from 'pino'
 import { Type } from 'typebox'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../src/app.ts'
@@ -16,6 +13,7 @@ import type { JsonSchema } from './fuzz/json-schema.ts'
 import { readOperations, type OpenApiDocument, type OpenApiOperation } from './fuzz/openapi-operations.ts'
 import { generateOpenApiRequest, type FuzzRequest, type OpenApiFuzzWorld } from './fuzz/openapi-requests.ts'
 import { storeFingerprint } from './fuzz/store-fingerprint.ts'
+import { capturingLogger } from './support/capturing-logger.ts'
 
 /** Replay a failure with FUZZ_SEED=<seed>; FUZZ_COUNT changes how many requests are sent. */
 const SEED = Number(process.env.FUZZ_SEED ?? 20_250_612)
@@ -40,16 +38,6 @@ let world: OpenApiFuzzWorld
 let secretsOfB: StoreSecrets
 let handlerLoads = 0
 const logLines: string[] = []
-
-function capturingLogger(lines: string[]) {
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(chunk.toString('utf8'))
-      done()
-    },
-  })
-  return pino({ level: 'debug', redact: { paths: [...REDACT_PATHS], censor: '[redacted]' } }, sink)
-}
 
 /** One store's jobs in every state a job can be in: finished ones through a real drain, a running one set by hand. */
 async function jobsInEveryState(storeId: string, extra: { userId?: string; dedupeKey?: string; failure: string; text: string }): Promise<string[]> {
