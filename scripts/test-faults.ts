@@ -12,10 +12,11 @@
  * BENCHMARKS.md alone.
  */
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { writeMarkedSection } from './lib/write-marked-section.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -103,13 +104,7 @@ const table = [
 process.stdout.write(`\n${table}\n`)
 
 if (write && !failed) {
-  const file = path.join(root, 'BENCHMARKS.md')
-  const text = readFileSync(file, 'utf8')
-  const section = `${MARK_BEGIN}\n${table}\n${MARK_END}`
-  const begin = text.indexOf(MARK_BEGIN)
-  const end = text.indexOf(MARK_END)
-  const next = begin >= 0 && end > begin ? text.slice(0, begin) + section + text.slice(end + MARK_END.length) : `${text.trimEnd()}\n\n## Faults\n\n${section}\n`
-  writeFileSync(file, next)
+  writeMarkedSection({ file: path.join(root, 'BENCHMARKS.md'), begin: MARK_BEGIN, end: MARK_END, heading: 'Faults', body: table })
   process.stdout.write('BENCHMARKS.md faults section written\n')
 }
 process.exit(failed ? 1 : 0)

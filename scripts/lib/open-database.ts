@@ -47,7 +47,7 @@ export async function openDatabase(options: { readonly root: string; readonly da
  * has drained. The caller stops the cluster itself, last. (The hook's `exit`
  * listener stays: it still stops the cluster if this process dies early.)
  */
-async function withoutNewSignalHandlers<T>(start: () => Promise<T>): Promise<T> {
+export async function withoutNewSignalHandlers<T>(start: () => Promise<T>): Promise<T> {
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
   const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]))
   try {

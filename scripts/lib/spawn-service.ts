@@ -13,18 +13,20 @@ export interface Service {
 /**
  * Starts a TypeScript entry point the way `pnpm start:api` / `start:worker`
  * do (tsx loader, workspace packages from source), sharing our stdout and
- * stderr so its JSON logs reach the terminal.
+ * stderr so its JSON logs reach the terminal (or writing them to `output`).
  */
 export function spawnService(args: {
   readonly name: string
   readonly entry: string
   readonly root: string
   readonly env: NodeJS.ProcessEnv
+  /** A file descriptor for its stdout and stderr instead of ours (long runs log to a file). */
+  readonly output?: number
 }): Service {
   const child = spawn(process.execPath, ['--conditions=@backroom/source', '--import', 'tsx', args.entry], {
     cwd: args.root,
     env: args.env,
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', args.output ?? 'inherit', args.output ?? 'inherit'],
   })
   let running = true
   const exited = new Promise<number>((resolve) => {
