@@ -17,7 +17,7 @@
 --           which have no api_keys row: hence text, and no foreign key.
 --         `store_id` is the key's store (null: a platform key).
 -- Locks:  creates a new table.
--- Index:  (key_id, id) serves a key's history newest first (keyset pages);
+-- Index:  (key_id, at, id) serves a key's history newest first (keyset pages);
 --         the partial unique index is the upsert's conflict target; (at)
 --         serves the retention sweep.
 -- Revert: forward-only. Undo by a later migration, never by editing this file.
@@ -41,6 +41,6 @@ create table api_key_audit (
   )
 );
 
-create index api_key_audit_key on api_key_audit (key_id, id);
+create index api_key_audit_key on api_key_audit (key_id, at, id);
 create unique index api_key_audit_use_hour on api_key_audit (key_id, at) where event = 'used';
 create index api_key_audit_at on api_key_audit (at);

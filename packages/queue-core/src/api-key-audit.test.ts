@@ -127,16 +127,20 @@ describe('listApiKeyEvents', () => {
     await recordApiKeyUses(t.db.kysely, [use(key.keyId, 'store-pages', '2026-04-01T09:00:00Z', 6)])
     await revokeApiKey(t.db.kysely, key.keyId, { actor: 'admin' })
 
+    // Newest first by `at`: the changes happened now, the uses in April 2026's hours.
     const first = await listApiKeyEvents(t.db.kysely, key.keyId, { limit: 3 })
     expect(first!.events.map((e) => [e.event, e.uses, e.actor])).toEqual([
       ['revoked', null, 'admin'],
+      ['created', null, 'admin'],
       ['used', 6, null],
-      ['used', 4, null],
     ])
-    expect(first!.events[1]).toMatchObject({ keyId: key.keyId, storeId: 'store-pages', at: hour('2026-04-01T09:00:00Z') })
+    expect(first!.events[2]).toMatchObject({ keyId: key.keyId, storeId: 'store-pages', at: hour('2026-04-01T09:00:00Z') })
     const second = await listApiKeyEvents(t.db.kysely, key.keyId, { limit: 3, cursor: first!.nextCursor! })
-    expect(second!.events.map((e) => e.event)).toEqual(['created'])
+    expect(second!.events.map((e) => [e.event, e.uses])).toEqual([['used', 4]])
     expect(second!.nextCursor).toBeNull()
+    // A cursor names a row of this key's list: another key's cursor gives an empty page, not someone else's rows.
+    const other = await createApiKey(t.db.kysely, { storeId: 'store-other', actor: 'cli' })
+    expect((await listApiKeyEvents(t.db.kysely, other.keyId, { cursor: first!.nextCursor! }))!.events).toEqual([])
 
     expect(await listApiKeyEvents(t.db.kysely, '987654321')).toBeNull()
     expect(await listApiKeyEvents(t.db.kysely, 'nope')).toBeNull()

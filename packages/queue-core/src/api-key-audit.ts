@@ -59,9 +59,9 @@ export const DEFAULT_AUDIT_PAGE = 50
 export const MAX_AUDIT_PAGE = 100
 
 /**
- * A key's audit, newest first (by when the row was first written; an
- * hour's `used` row keeps its place as its counts grow), one page at a
- * time with a keyset cursor. `keyId` is a key id, `admin` or
+ * A key's audit, newest first by `at` (a `used` row sorts at its hour's
+ * start, so it keeps its place as its counts grow), one page at a time
+ * with a keyset cursor. `keyId` is a key id, `admin` or
  * `admin-previous`. Returns null when no key has this id (revoked keys
  * still have theirs). Throws {@link ValidationError} for a bad limit or
  * cursor.

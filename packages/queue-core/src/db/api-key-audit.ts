@@ -55,13 +55,22 @@ export async function addKeyUses(db: Executor, counts: ReadonlyArray<KeyUseCount
   `.execute(db)
 }
 
-/** A key's audit rows newest first (by id), those older than `beforeId` when given. */
+/**
+ * A key's audit rows newest first by `at` (a use row sorts at its hour's
+ * start, which never changes as its counts grow), ties by id; with
+ * `beforeId`, the rows after that row in this order. The cursor row is
+ * looked up rather than carried in the cursor, since timestamps have
+ * microseconds a JavaScript Date would drop; a cursor row the retention
+ * sweep deleted yields an empty page (every later row is older still).
+ */
 export async function listKeyAudit(db: Executor, args: { keyId: string; beforeId: string | null; take: number }): Promise<ApiKeyAuditRow[]> {
   const result = await sql<ApiKeyAuditRow>`
     select id::text as id, key_id, store_id, event, actor, at, uses::text as uses, first_used_at, last_used_at
     from api_key_audit
-    where key_id = ${args.keyId} and (${args.beforeId}::bigint is null or id < ${args.beforeId}::bigint)
-    order by id desc
+    where key_id = ${args.keyId}
+      and (${args.beforeId}::bigint is null
+           or (at, id) < (select c.at, c.id from api_key_audit c where c.id = ${args.beforeId}::bigint and c.key_id = ${args.keyId}))
+    order by at desc, id desc
     limit ${args.take}
   `.execute(db)
   return result.rows
