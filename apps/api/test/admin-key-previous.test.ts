@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { Writable } from 'node:stream'
 import { REDACT_PATHS } from '@backroom/queue-core/runtime'
 import { useTestDatabase } from '@backroom/queue-core/testing'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { authPlugin, PREVIOUS_ADMIN_KEY_WARN_MS } from '../src/plugins/auth.ts'
@@ -38,7 +38,8 @@ async function authApp(options: { previous: string | null; now: () => number }):
       done()
     },
   })
-  const instance = Fastify({ loggerInstance: pino({ level: 'info', redact: [...REDACT_PATHS] }, sink) })
+  const logger: FastifyBaseLogger = pino({ level: 'info', redact: [...REDACT_PATHS] }, sink)
+  const instance: FastifyInstance = Fastify({ loggerInstance: logger })
   instance.setErrorHandler(errorHandler)
   instance.setNotFoundHandler(notFoundHandler)
   instance.register(authPlugin, { db: t.db, adminKey: CURRENT, previousAdminKey: options.previous, now: options.now })
