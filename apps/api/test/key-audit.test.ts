@@ -110,6 +110,31 @@ describe('key use audit', () => {
     expect(after[storeA.keyId]!.uses).toBe(23 + 20)
   })
 
+  it('counts a request still being authenticated when the API closes: the last flush runs after the last answer', async () => {
+    const app = await testApp({ db: t.db, logger: capturingLogger(), keyUseFlushMs: null })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const { port } = app.server.address() as { port: number }
+    const before = (await usesByKey())[storeB.keyId]?.uses ?? 0
+    // Holding api_keys locked stalls the request inside the auth hook's key lookup, before it is counted.
+    const blocker = await t.db.pool.connect()
+    try {
+      await blocker.query('begin')
+      await blocker.query('lock table api_keys in access exclusive mode')
+      const answer = fetch(`http://127.0.0.1:${port}/v1/jobs?limit=1`, { headers: bearer(storeB.key) }).then((r) => r.status)
+      await waitFor(
+        async () => (await t.db.pool.query(`select 1 from pg_locks l join pg_class c on c.oid = l.relation where c.relname = 'api_keys' and not l.granted`)).rowCount! > 0,
+        { what: 'the request to wait on the key lookup' },
+      )
+      const closed = app.close()
+      await blocker.query('commit')
+      expect(await answer).toBe(200)
+      await closed
+    } finally {
+      blocker.release()
+    }
+    expect((await usesByKey())[storeB.keyId]!.uses).toBe(before + 1)
+  })
+
   it('keeps counts a failed flush could not write, and writes them once the database answers', async () => {
     const target = new URL(t.url)
     const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) })
