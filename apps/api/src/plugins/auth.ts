@@ -50,9 +50,7 @@ export const PREVIOUS_ADMIN_KEY_WARN_MS = 60_000
  */
 export const authPlugin = fp<AuthOptions>(async (app, options) => {
   const matchAdmin = adminKeyMatcher(options.adminKey, options.previousAdminKey ?? null)
-  const now = options.now ?? Date.now
-  let lastPreviousWarning = Number.NEGATIVE_INFINITY
-  let previousUsesSinceWarning = 0
+  const warnPreviousUsed = previousKeyWarner(options.now ?? Date.now)
   app.decorateRequest('principal', null)
   app.addHook('onRequest', async (request, reply) => {
     if (!needsKey(request.routeOptions.url)) return
@@ -68,20 +66,31 @@ export const authPlugin = fp<AuthOptions>(async (app, options) => {
     // Fastify's "request completed" line is written through reply.log, bound before this hook ran.
     reply.log = request.log
     options.keyUses?.record(principal.keyId, principal.storeId)
-    if (principal === ADMIN_PREVIOUS) {
-      previousUsesSinceWarning++
-      const at = now()
-      if (at - lastPreviousWarning >= PREVIOUS_ADMIN_KEY_WARN_MS) {
-        request.log.warn(
-          { usesSinceLastWarning: previousUsesSinceWarning, remoteAddress: request.ip },
-          'a client still uses BACKROOM_ADMIN_KEY_PREVIOUS: move it to BACKROOM_ADMIN_KEY before the rotation ends',
-        )
-        lastPreviousWarning = at
-        previousUsesSinceWarning = 0
-      }
-    }
+    if (principal === ADMIN_PREVIOUS) warnPreviousUsed(request)
   })
 })
+
+/**
+ * Logs that a client still uses BACKROOM_ADMIN_KEY_PREVIOUS, at most once
+ * per {@link PREVIOUS_ADMIN_KEY_WARN_MS} per process, with the uses since
+ * the last warning and the caller's address, so operators can find the
+ * client before they end the rotation (and a busy client cannot flood the log).
+ */
+function previousKeyWarner(now: () => number): (request: FastifyRequest) => void {
+  let lastWarning = Number.NEGATIVE_INFINITY
+  let usesSinceWarning = 0
+  return (request) => {
+    usesSinceWarning++
+    const at = now()
+    if (at - lastWarning < PREVIOUS_ADMIN_KEY_WARN_MS) return
+    request.log.warn(
+      { usesSinceLastWarning: usesSinceWarning, remoteAddress: request.ip },
+      'a client still uses BACKROOM_ADMIN_KEY_PREVIOUS: move it to BACKROOM_ADMIN_KEY before the rotation ends',
+    )
+    lastWarning = at
+    usesSinceWarning = 0
+  }
+}
 
 /**
  * The check of a token against the admin keys: ADMIN, ADMIN_PREVIOUS or
