@@ -99,6 +99,9 @@ export function createKeyUseAudit(options: KeyUseAuditOptions): KeyUseAudit {
     try {
       await recordApiKeyUses(options.db.kysely, rows)
     } catch (err) {
+      // Kept for the next flush. A flush whose connection died after the
+      // server committed is counted twice this way; losing counts on every
+      // failed flush would be the worse error for an audit.
       for (const p of taken.values()) {
         if (add(p)) continue
         pendingUses -= p.uses
