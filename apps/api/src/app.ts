@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis'
 import {
   DEFAULT_BATCH_LIMIT,
   DEFAULT_BODY_LIMIT,
+  DEFAULT_KEY_AUDIT_RETENTION_DAYS,
   DEFAULT_METRICS_CACHE_MS,
   DEFAULT_STORE_MAX_PRIORITY,
   DEFAULT_STORE_RATE,
@@ -11,6 +12,8 @@ import {
   DEFAULT_UPLOAD_RETENTION_HOURS,
   DEFAULT_UPLOAD_STORE_QUOTA_BYTES,
 } from './config.ts'
+import { createKeyAuditRetention, DEFAULT_KEY_AUDIT_SWEEP_INTERVAL_MS } from './key-audit-retention.ts'
+import { createKeyUseAudit, DEFAULT_KEY_USE_FLUSH_MS } from './key-use-audit.ts'
 import { authPlugin } from './plugins/auth.ts'
 import { errorHandler, frameworkErrorHandler, notFoundHandler } from './plugins/error-handler.ts'
 import { fairSharePlugin } from './plugins/fair-share.ts'
@@ -36,6 +39,14 @@ export interface AppDeps {
   readonly redis?: Redis | null
   /** BACKROOM_ADMIN_KEY. */
   readonly adminKey?: string | null
+  /** BACKROOM_ADMIN_KEY_PREVIOUS: accepted as well during a rotation (needs adminKey). */
+  readonly previousAdminKey?: string | null
+  /** How often counted key uses are written to the audit (default 5 s); null: only at close. */
+  readonly keyUseFlushMs?: number | null
+  /** API_KEY_AUDIT_RETENTION_DAYS: audit rows older than this are deleted (default 90). */
+  readonly keyAuditRetentionDays?: number
+  /** Period of the audit retention sweep (default 1 h); null: none. */
+  readonly keyAuditSweepIntervalMs?: number | null
   /** CRON_SECRET: enables POST /v1/internal/process-pending. */
   readonly cronSecret?: string | null
   /**
@@ -108,7 +119,29 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     cacheMs: deps.metricsCacheMs ?? DEFAULT_METRICS_CACHE_MS,
     queryTimeoutMs: deps.metricsQueryTimeoutMs,
   })
-  app.register(authPlugin, { db: deps.db, adminKey: deps.adminKey ?? null })
+  // Key uses are counted by the auth hook and written every few seconds;
+  // the last write happens at close, after the last request was answered
+  // (Fastify runs these onClose hooks after the HTTP server has closed).
+  const keyUses = createKeyUseAudit({
+    db: deps.db,
+    log: app.log,
+    flushIntervalMs: deps.keyUseFlushMs === undefined ? DEFAULT_KEY_USE_FLUSH_MS : deps.keyUseFlushMs,
+  })
+  const keyAuditRetention = createKeyAuditRetention({
+    db: deps.db,
+    log: app.log,
+    retentionDays: deps.keyAuditRetentionDays ?? DEFAULT_KEY_AUDIT_RETENTION_DAYS,
+    intervalMs: deps.keyAuditSweepIntervalMs === undefined ? DEFAULT_KEY_AUDIT_SWEEP_INTERVAL_MS : deps.keyAuditSweepIntervalMs,
+  })
+  app.addHook('onReady', async () => {
+    keyUses.start()
+    keyAuditRetention.start()
+  })
+  app.addHook('onClose', async () => {
+    await keyAuditRetention.stop()
+    await keyUses.stop()
+  })
+  app.register(authPlugin, { db: deps.db, adminKey: deps.adminKey ?? null, previousAdminKey: deps.previousAdminKey ?? null, keyUses })
   // After auth (it admits by the key's store), before the routes it guards.
   app.register(fairSharePlugin, { poolMax: deps.db.pool.options.max, maxWaitMs: deps.db.pool.options.connectionTimeoutMillis })
 

@@ -14,6 +14,8 @@ describe('loadConfig', () => {
       redisUrl: null,
       cronSecret: null,
       adminKey: null,
+      previousAdminKey: null,
+      keyAuditRetentionDays: 90,
       batchLimit: 1_000,
       bodyLimit: 256 * 1024,
       storeRate: 100,
@@ -99,6 +101,34 @@ describe('loadConfig', () => {
       'BACKROOM_ADMIN_KEY must be at least 32 characters',
     ])
     expect(JSON.stringify((caught as ConfigError).problems)).not.toContain('tiny-admin-key')
+  })
+
+  it('accepts a previous admin key beside the current one during a rotation, and the audit retention', () => {
+    const env = { DATABASE_URL: 'postgres://h/db', BACKROOM_ADMIN_KEY: 'b'.repeat(40), BACKROOM_ADMIN_KEY_PREVIOUS: 'a'.repeat(32), API_KEY_AUDIT_RETENTION_DAYS: '7' }
+    expect(loadConfig(env)).toMatchObject({ adminKey: 'b'.repeat(40), previousAdminKey: 'a'.repeat(32), keyAuditRetentionDays: 7 })
+  })
+
+  it('refuses a previous admin key that is short, equal to the current one or alone, naming the rule and not the value', () => {
+    const problemsOf = (env: Record<string, string>): string[] => {
+      try {
+        loadConfig({ DATABASE_URL: 'postgres://h/db', ...env })
+      } catch (err) {
+        expect(JSON.stringify((err as ConfigError).problems)).not.toMatch(/previous-admin|x{32}/)
+        return [...(err as ConfigError).problems]
+      }
+      return []
+    }
+    expect(problemsOf({ BACKROOM_ADMIN_KEY: 'x'.repeat(32), BACKROOM_ADMIN_KEY_PREVIOUS: 'short-previous-admin' })).toEqual([
+      'BACKROOM_ADMIN_KEY_PREVIOUS must be at least 32 characters',
+    ])
+    expect(problemsOf({ BACKROOM_ADMIN_KEY: 'x'.repeat(32), BACKROOM_ADMIN_KEY_PREVIOUS: ` ${'x'.repeat(32)} ` })).toEqual([
+      'BACKROOM_ADMIN_KEY_PREVIOUS must differ from BACKROOM_ADMIN_KEY (it is the key being rotated out)',
+    ])
+    expect(problemsOf({ BACKROOM_ADMIN_KEY_PREVIOUS: 'x'.repeat(32) })).toEqual([
+      'BACKROOM_ADMIN_KEY_PREVIOUS is set without BACKROOM_ADMIN_KEY: set the new admin key too (the previous one is accepted only beside it)',
+    ])
+    expect(problemsOf({ API_KEY_AUDIT_RETENTION_DAYS: '0' })).toEqual(['API_KEY_AUDIT_RETENTION_DAYS must be an integer >= 1'])
+    expect(problemsOf({ API_KEY_AUDIT_RETENTION_DAYS: '36501' })).toEqual(['API_KEY_AUDIT_RETENTION_DAYS must be at most 36500'])
   })
 
   it('reads PORT, DB_POOL_MAX, DB_POOL_MIN and LOG_LEVEL', () => {

@@ -29,6 +29,10 @@ export const DEFAULT_BODY_LIMIT = 256 * 1024
 export const DEFAULT_STORE_RATE = 100
 /** BACKROOM_ADMIN_KEY must be at least this long: it is a platform key given as is. */
 export const MIN_ADMIN_KEY_LENGTH = 32
+/** Days API key audit rows are kept when `API_KEY_AUDIT_RETENTION_DAYS` is unset. */
+export const DEFAULT_KEY_AUDIT_RETENTION_DAYS = 90
+/** The longest retention `API_KEY_AUDIT_RETENTION_DAYS` may ask for (100 years). */
+export const MAX_KEY_AUDIT_RETENTION_DAYS = 36_500
 /** METRICS_KEY must be at least this long. */
 export const MIN_METRICS_KEY_LENGTH = 16
 /** How long /metrics reuses the queue figures it read from the database when `METRICS_CACHE_MS` is unset. */
@@ -59,6 +63,10 @@ export interface ApiConfig {
   readonly cronSecret: string | null
   /** A platform key accepted as given (bootstrapping, ops automation). Never log it. */
   readonly adminKey: string | null
+  /** The admin key being rotated out, accepted as well (audited as `admin-previous`). Never log it. */
+  readonly previousAdminKey: string | null
+  /** Audit rows of API keys older than this many days are deleted. */
+  readonly keyAuditRetentionDays: number
   readonly batchLimit: number
   readonly bodyLimit: number
   /** Enqueues per second per store (a token bucket; burst twice the rate). */
@@ -111,6 +119,15 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   if (adminKey !== null && adminKey.length < MIN_ADMIN_KEY_LENGTH) {
     problems.push(`BACKROOM_ADMIN_KEY must be at least ${MIN_ADMIN_KEY_LENGTH} characters`)
   }
+  const previousAdminKey = env.BACKROOM_ADMIN_KEY_PREVIOUS?.trim() || null
+  if (previousAdminKey !== null) {
+    if (previousAdminKey.length < MIN_ADMIN_KEY_LENGTH) problems.push(`BACKROOM_ADMIN_KEY_PREVIOUS must be at least ${MIN_ADMIN_KEY_LENGTH} characters`)
+    if (adminKey === null) problems.push('BACKROOM_ADMIN_KEY_PREVIOUS is set without BACKROOM_ADMIN_KEY: set the new admin key too (the previous one is accepted only beside it)')
+    else if (previousAdminKey === adminKey) problems.push('BACKROOM_ADMIN_KEY_PREVIOUS must differ from BACKROOM_ADMIN_KEY (it is the key being rotated out)')
+  }
+  const keyAuditRetentionDays = envInteger(env, 'API_KEY_AUDIT_RETENTION_DAYS', DEFAULT_KEY_AUDIT_RETENTION_DAYS, 1, problems)
+  // A cut-off before year 0 is no date at all: the sweep would fail at every run.
+  if (keyAuditRetentionDays > MAX_KEY_AUDIT_RETENTION_DAYS) problems.push(`API_KEY_AUDIT_RETENTION_DAYS must be at most ${MAX_KEY_AUDIT_RETENTION_DAYS}`)
   const batchLimit = envInteger(env, 'API_BATCH_LIMIT', DEFAULT_BATCH_LIMIT, 1, problems)
   const bodyLimit = envInteger(env, 'API_BODY_LIMIT', DEFAULT_BODY_LIMIT, 1024, problems)
   const storeRate = envInteger(env, 'API_STORE_RATE', DEFAULT_STORE_RATE, 1, problems)
@@ -134,6 +151,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     redisUrl,
     cronSecret,
     adminKey,
+    previousAdminKey,
+    keyAuditRetentionDays,
     batchLimit,
     bodyLimit,
     storeRate,

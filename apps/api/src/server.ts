@@ -31,6 +31,8 @@ try {
     logger: log,
     redis,
     adminKey: config.adminKey,
+    previousAdminKey: config.previousAdminKey,
+    keyAuditRetentionDays: config.keyAuditRetentionDays,
     cronSecret: config.cronSecret,
     batchLimit: config.batchLimit,
     bodyLimit: config.bodyLimit,

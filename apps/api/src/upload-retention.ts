@@ -1,6 +1,7 @@
 import type { Db } from '@backroom/queue-core'
 import { deleteExpiredFeedUploads, type ExpiredUploadsCursor, type shopView } from '@backroom/handlers/uploads'
 import type { FastifyBaseLogger } from 'fastify'
+import { createPeriodicTask, type PeriodicTask } from './periodic-task.ts'
 
 /** How often each API process sweeps every store's expired uploads when the caller does not say. */
 export const DEFAULT_UPLOAD_SWEEP_INTERVAL_MS = 10 * 60_000
@@ -48,9 +49,6 @@ export interface UploadRetention {
 export function createUploadRetention(options: UploadRetentionOptions): UploadRetention {
   const log = options.log.child({ component: 'upload-retention' })
   const now = options.now ?? Date.now
-  let timer: NodeJS.Timeout | null = null
-  let running: Promise<unknown> = Promise.resolve()
-  let stopped = false
 
   async function runOnce(storeId?: string): Promise<number> {
     const before = new Date(now() - options.retentionMs)
@@ -68,26 +66,20 @@ export function createUploadRetention(options: UploadRetentionOptions): UploadRe
     return deleted
   }
 
-  function schedule(delayMs: number): void {
-    if (stopped || options.intervalMs === null) return
-    timer = setTimeout(() => {
-      running = runOnce()
-        .catch((err: unknown) => log.error({ err }, 'upload sweep failed'))
-        .finally(() => schedule(options.intervalMs!))
-    }, delayMs)
-    // The sweep never keeps the process alive on its own.
-    timer.unref()
-  }
+  const sweep: PeriodicTask | null =
+    options.intervalMs === null
+      ? null
+      : createPeriodicTask({
+          intervalMs: options.intervalMs,
+          firstDelayMs: Math.min(options.intervalMs, 60_000),
+          run: () => runOnce(),
+          log,
+          failureMessage: 'upload sweep failed',
+        })
 
   return {
     runOnce,
-    start() {
-      if (options.intervalMs !== null) schedule(Math.min(options.intervalMs, 60_000))
-    },
-    async stop() {
-      stopped = true
-      if (timer !== null) clearTimeout(timer)
-      await running
-    },
+    start: () => sweep?.start(),
+    stop: async () => sweep?.stop(),
   }
 }

@@ -32,10 +32,21 @@ describe('pnpm backroom keys', () => {
     expect(revoked.code, revoked.err).toBe(0)
     expect(await authenticateApiKey(t.db.kysely, key!)).toBeNull()
     expect(backroom(['keys', 'revoke', '424242']).code).toBe(1)
+
+    // Both changes are audited with the actor `cli`, and `keys audit` prints them without the token.
+    const audit = backroom(['keys', 'audit', id!])
+    expect(audit.code, audit.err).toBe(0)
+    const lines = audit.out.trim().split('\n')
+    expect(lines).toHaveLength(2)
+    expect(lines[0]).toMatch(/^\S+Z {2}revoked {2}by cli {2}store store-cli$/)
+    expect(lines[1]).toMatch(/^\S+Z {2}created {2}by cli {2}store store-cli$/)
+    expect(audit.out + audit.err).not.toContain(key!.replace(/^brk_\d+_/, ''))
+    expect(backroom(['keys', 'audit', '424242']).code).toBe(1)
+    expect(backroom(['keys', 'audit', 'admin']).code).toBe(0)
   })
 
   it('answers usage errors with exit 2 and never prints the database URL', () => {
-    for (const args of [[], ['keys'], ['keys', 'rotate'], ['keys', 'revoke'], ['keys', 'create', '--bogus']]) {
+    for (const args of [[], ['keys'], ['keys', 'rotate'], ['keys', 'revoke'], ['keys', 'create', '--bogus'], ['keys', 'audit'], ['keys', 'audit', '1', '--limit', '0'], ['keys', 'audit', '1', '--limit', 'x']]) {
       const run = backroom(args)
       expect(run.code, args.join(' ')).toBe(2)
       expect(run.err).toMatch(/usage/)

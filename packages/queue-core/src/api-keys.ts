@@ -1,6 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Executor } from './db/database.ts'
 import * as keys from './db/api-keys.ts'
+import { checkActor, UNKNOWN_ACTOR, type ApiKeyActor } from './api-key-audit.ts'
 import { ValidationError } from './errors.ts'
 import { checkStoreId, isBigintId, isStorableText } from './validate.ts'
 
@@ -22,22 +23,25 @@ const TOKEN = /^brk_([1-9][0-9]{0,18})_([A-Za-z0-9_-]{43})$/
 
 /**
  * Creates an API key: for one store (`storeId`), or a platform key (null).
- * The token is returned once; only its HMAC is stored.
+ * The token is returned once; only its HMAC is stored. A `created` audit
+ * row naming `actor` (who did it: see {@link ApiKeyActor}; `unknown` when
+ * not given) is written in the same transaction.
  *
  * @example
- * const { id, key } = await createApiKey(db.kysely, { storeId: 'store-42', label: 'dashboard' })
+ * const { keyId, key } = await createApiKey(db.kysely, { storeId: 'store-42', label: 'dashboard', actor: 'cli' })
  */
 export async function createApiKey(
   db: Executor,
-  options: { readonly storeId: string | null; readonly label?: string },
+  options: { readonly storeId: string | null; readonly label?: string; readonly actor?: ApiKeyActor },
 ): Promise<CreatedApiKey> {
   if (options.storeId !== null) checkStoreId(options.storeId)
+  const actor = checkActor(options.actor ?? UNKNOWN_ACTOR)
   const label = options.label ?? ''
   if (typeof label !== 'string' || label.length > 200 || !isStorableText(label)) throw new ValidationError('label must be a string of at most 200 characters', { field: 'label' })
   const run = async (trx: Executor) => {
     const [secret, id] = await Promise.all([keys.readSecret(trx), keys.nextKeyId(trx)])
     const key = `brk_${id}_${randomBytes(32).toString('base64url')}`
-    const { created_at } = await keys.insertKey(trx, { id, storeId: options.storeId, label, tokenHash: tokenHash(secret, key) })
+    const { created_at } = await keys.insertKey(trx, { id, storeId: options.storeId, label, tokenHash: tokenHash(secret, key), actor })
     return { keyId: id, storeId: options.storeId, key, createdAt: created_at }
   }
   return db.isTransaction ? run(db) : db.transaction().execute(run)
@@ -58,13 +62,21 @@ export async function authenticateApiKey(db: Executor, token: string): Promise<A
 }
 
 /**
- * Revokes a key; later requests with it get 401. Returns the store the key
- * belonged to (null for a platform key), or undefined when no key has this
- * id. Revoking twice is a no-op.
+ * Revokes a key; every later request with it gets 401 (authentication
+ * reads the key's row on each request, in every process, so there is no
+ * cache to wait out). Returns the store the key belonged to (null for a
+ * platform key), or undefined when no key has this id. Revoking twice is a
+ * no-op. The first revocation writes a `revoked` audit row naming `actor`
+ * in the same statement.
  */
-export async function revokeApiKey(db: Executor, id: string): Promise<{ storeId: string | null } | undefined> {
+export async function revokeApiKey(
+  db: Executor,
+  id: string,
+  options: { readonly actor?: ApiKeyActor } = {},
+): Promise<{ storeId: string | null } | undefined> {
+  const actor = checkActor(options.actor ?? UNKNOWN_ACTOR)
   if (!isBigintId(id)) return undefined
-  const row = await keys.revokeKey(db, id)
+  const row = await keys.revokeKey(db, id, actor)
   return row ? { storeId: row.store_id } : undefined
 }
 

@@ -51,6 +51,21 @@ export {
   type HandlerRateLimits,
 } from './rate-limits.ts'
 export { createApiKey, authenticateApiKey, revokeApiKey, type ApiPrincipal, type CreatedApiKey } from './api-keys.ts'
+export {
+  listApiKeyEvents,
+  recordApiKeyUses,
+  deleteExpiredApiKeyAudit,
+  checkActor,
+  ADMIN_KEY_IDS,
+  UNKNOWN_ACTOR,
+  DEFAULT_AUDIT_PAGE,
+  MAX_AUDIT_PAGE,
+  type AdminKeyId,
+  type ApiKeyActor,
+  type ApiKeyEvent,
+  type ApiKeyEventPage,
+  type ApiKeyUseCount,
+} from './api-key-audit.ts'
 export { fairnessStats, type FairnessStatsOptions, type StoreFairness } from './stats.ts'
 export { explainClaim } from './db/claim.ts'
 export { nextRunAt } from './retry.ts'

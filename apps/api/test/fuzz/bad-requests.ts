@@ -124,6 +124,7 @@ function anyV1Route(rng: Rng, world: FuzzWorld): { method: string; url: string; 
     () => ({ method: 'GET', url: '/v1/stats' }),
     () => ({ method: 'POST', url: '/v1/keys', body: toJson(rng.chance(0.5) ? {} : { storeId: 'store-a' }) }),
     () => ({ method: 'DELETE', url: `/v1/keys/${rng.int(1, 6)}` }),
+    () => ({ method: 'GET', url: `/v1/keys/${rng.int(1, 6)}/events?limit=5` }),
     () => ({ method: 'POST', url: '/v1/uploads?format=csv&storeId=store-a', body: 'sku,title,price,currency\n' }),
   ])()
 }
@@ -250,6 +251,7 @@ function statsRequest(rng: Rng, world: FuzzWorld): BadRequest {
 function keysRequest(rng: Rng, world: FuzzWorld): BadRequest {
   const role = rng.pick<KeyRole>(['platform', 'admin', 'storeA', 'storeB'])
   const store = role === 'storeA' || role === 'storeB'
+  if (rng.chance(0.25)) return keyEventsRequest(rng, world, role, store)
   if (rng.chance(0.4)) {
     // Revoking: a store key may revoke nothing (403, even its own key); a platform key only names absent keys here.
     const id = store ? rng.pick([String(rng.int(1, 6)), badId(rng)]) : badId(rng)
@@ -260,6 +262,26 @@ function keysRequest(rng: Rng, world: FuzzWorld): BadRequest {
     return jsonRequest(`create key as ${role}`, 'POST', '/v1/keys', authHeader(world, role), body, [400, 403])
   }
   return jsonRequest(`create key as ${role}`, 'POST', '/v1/keys', authHeader(world, role), badKeyBody(rng, world.marker))
+}
+
+/** Query strings `GET /v1/keys/:id/events` refuses. */
+const BAD_EVENTS_QUERIES = ['limit=0', 'limit=101', 'limit=1.5', 'limit=-1', 'limit=', 'limit=abc', 'limit=1e1', 'limit=1&limit=2', 'cursor=', 'cursor=not-a-cursor', `cursor=${'A'.repeat(65)}`, 'cursor=djE6LTE', 'since=1'] as const
+
+/**
+ * A key's audit read wrongly: a bad query (400; a store key may get 403
+ * once the query passes) or, for a platform key, an id that names no key (404).
+ */
+function keyEventsRequest(rng: Rng, world: FuzzWorld, role: KeyRole, store: boolean): BadRequest {
+  const absent = !store && rng.chance(0.5)
+  const id = absent ? badId(rng) : String(rng.int(1, 6))
+  const query = absent && rng.chance(0.5) ? '' : `?${rng.pick(BAD_EVENTS_QUERIES)}`
+  return {
+    label: `key events ${id}${query} as ${role}`,
+    method: rng.pick(['GET', 'GET', 'HEAD']),
+    url: `/v1/keys/${id}/events${query}`,
+    headers: authHeader(world, role),
+    expect: store ? [400, 403] : [400, 404],
+  }
 }
 
 /** The drain endpoint: the wrong secret with any body (401), or the right one with a bad body (400/413). */
@@ -358,7 +380,7 @@ function framingRequest(rng: Rng, world: FuzzWorld): BadRequest {
 /** Known paths with methods they do not have, unknown paths, odd spellings. */
 function routeRequest(rng: Rng, world: FuzzWorld): BadRequest {
   const role = rng.pick<KeyRole>(['platform', 'storeA'])
-  const known = ['/v1/jobs', '/v1/jobs/batch', `/v1/jobs/${world.jobs.pendingA}`, `/v1/jobs/${world.jobs.pendingA}/cancel`, '/v1/stats', '/v1/keys', '/v1/keys/1', '/healthz', '/readyz', '/metrics', '/docs', '/docs/json', '/v1/internal/process-pending']
+  const known = ['/v1/jobs', '/v1/jobs/batch', `/v1/jobs/${world.jobs.pendingA}`, `/v1/jobs/${world.jobs.pendingA}/cancel`, '/v1/stats', '/v1/keys', '/v1/keys/1', '/v1/keys/1/events', '/healthz', '/readyz', '/metrics', '/docs', '/docs/json', '/v1/internal/process-pending']
   if (rng.chance(0.5)) {
     const path = rng.pick(known)
     // HEAD answers wherever GET does: only methods no route has here.

@@ -24,16 +24,26 @@ export async function nextKeyId(db: Executor): Promise<string> {
   return result.rows[0]!.id
 }
 
-/** Inserts a key under a reserved id. */
+/**
+ * Inserts a key under a reserved id, and its `created` audit row in the
+ * same statement (so in the same transaction: neither exists without the
+ * other). The audit row holds the id, store and actor, never the hash.
+ */
 export async function insertKey(
   db: Executor,
-  args: { id: string; storeId: string | null; label: string; tokenHash: Buffer },
+  args: { id: string; storeId: string | null; label: string; tokenHash: Buffer; actor: string },
 ): Promise<{ created_at: Date }> {
   const result = await sql<{ created_at: Date }>`
-    insert into api_keys (id, store_id, label, token_hash)
-    overriding system value
-    values (${args.id}::bigint, ${args.storeId}, ${args.label}, ${args.tokenHash})
-    returning created_at
+    with inserted as (
+      insert into api_keys (id, store_id, label, token_hash)
+      overriding system value
+      values (${args.id}::bigint, ${args.storeId}, ${args.label}, ${args.tokenHash})
+      returning id, store_id, created_at
+    ), audit as (
+      insert into api_key_audit (key_id, store_id, event, actor, at)
+      select id::text, store_id, 'created', ${args.actor}, created_at from inserted
+    )
+    select created_at from inserted
   `.execute(db)
   return result.rows[0]!
 }
@@ -48,12 +58,29 @@ export async function keyForCheck(db: Executor, id: string): Promise<ApiKeyCheck
   return result.rows[0] ?? null
 }
 
-/** Marks a key revoked (kept for audit); the store a key belongs to, or null when there is no such key. */
-export async function revokeKey(db: Executor, id: string): Promise<{ store_id: string | null } | null> {
+/**
+ * Marks a key revoked (the row is kept for audit) and, only when this call
+ * revoked it, writes its `revoked` audit row in the same statement. The
+ * row lock makes a concurrent second revoke wait and then see the key
+ * already revoked, so a key has at most one `revoked` row. Returns the
+ * key's store (null: a platform key), or null when there is no such key.
+ */
+export async function revokeKey(db: Executor, id: string, actor: string): Promise<{ store_id: string | null } | null> {
   const result = await sql<{ store_id: string | null }>`
-    update api_keys set revoked_at = coalesce(revoked_at, now())
-    where id = ${id}::bigint
-    returning store_id
+    with target as (
+      select id, store_id, revoked_at is not null as was_revoked
+      from api_keys where id = ${id}::bigint
+      for update
+    ), revoked as (
+      update api_keys k set revoked_at = now()
+      from target t
+      where k.id = t.id and not t.was_revoked
+      returning k.id, k.store_id, k.revoked_at
+    ), audit as (
+      insert into api_key_audit (key_id, store_id, event, actor, at)
+      select id::text, store_id, 'revoked', ${actor}, revoked_at from revoked
+    )
+    select store_id from target
   `.execute(db)
   return result.rows[0] ?? null
 }

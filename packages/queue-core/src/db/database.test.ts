@@ -24,6 +24,7 @@ const declared: { [K in keyof Database]: ReadonlyArray<keyof Database[K]> } = {
   queue_clock: ['id', 'vtime'],
   api_keys: ['id', 'store_id', 'label', 'token_hash', 'created_at', 'revoked_at'],
   api_key_secret: ['id', 'secret'],
+  api_key_audit: ['id', 'key_id', 'store_id', 'event', 'actor', 'at', 'uses', 'first_used_at', 'last_used_at'],
   leader_lease: ['id', 'holder', 'term', 'acquired_at', 'expires_at'],
   schema_migrations: ['id', 'name', 'checksum', 'applied_at'],
 }

@@ -118,6 +118,22 @@ export interface ApiKeysTable {
   revoked_at: Date | null
 }
 
+/** `api_key_audit`: key changes and hourly use counts (infra/migrations/0014_api_key_audit.sql). */
+export interface ApiKeyAuditTable {
+  id: Generated<string>
+  /** A key id, or `admin` / `admin-previous` for the admin keys. */
+  key_id: string
+  store_id: string | null
+  event: 'created' | 'revoked' | 'used'
+  /** Who made a change; null on use rows. */
+  actor: string | null
+  /** When the change happened; the hour's start on use rows. */
+  at: Date
+  uses: BigIntString | null
+  first_used_at: Date | null
+  last_used_at: Date | null
+}
+
 export interface ApiKeySecretTable {
   id: Generated<boolean>
   secret: Buffer
@@ -151,6 +167,7 @@ export interface Database {
   queue_clock: QueueClockTable
   api_keys: ApiKeysTable
   api_key_secret: ApiKeySecretTable
+  api_key_audit: ApiKeyAuditTable
   leader_lease: LeaderLeaseTable
   schema_migrations: SchemaMigrationsTable
 }
