@@ -88,7 +88,7 @@ describe('upload quota per store', () => {
     expect(await stored('store-q2')).toEqual({ uploads: 1, bytes: 3000, parts: 1 })
   })
 
-  it('holds under concurrent uploads of one store: what is kept never passes the quota', async () => {
+  it('holds under concurrent uploads of one store: what is kept never passes the quota, and what fits is kept', async () => {
     const app = await uploadsApp({ uploadQuotaBytes: 4096, uploadRatePerMinute: 100 })
     const key = await keyOf('store-q3')
     const answers = await Promise.all(Array.from({ length: 8 }, () => upload(app, key, Readable.from([Buffer.from(feed(1500))]))))
@@ -98,6 +98,8 @@ describe('upload quota per store', () => {
     expect(kept.uploads).toBe(statuses.filter((s) => s === 201).length)
     expect(kept.uploads).toBeGreaterThanOrEqual(1)
     expect(kept.bytes).toBeLessThanOrEqual(4096)
+    // Parts are checked one store at a time, so exactly the two uploads that fit (2 × 1,500 of 4,096) are kept.
+    expect(kept.uploads).toBe(2)
   })
 
   it('charges a platform key upload to the store it names', async () => {

@@ -1,5 +1,5 @@
 import { liveJobReferences, PermanentError, type Executor } from '@backroom/queue-core'
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import type { ShopDatabase } from '../../lib/shop-database.ts'
 import type { FeedFormat, ImportTables } from '../import-tables.ts'
 
@@ -57,11 +57,12 @@ export class FeedUploadQuotaError extends Error {
  * midway (or refused for its size or the store's quota) leaves nothing.
  *
  * With `quotaBytes`, the store's stored bytes are checked before the first
- * part (with `expectedBytes`) and after each part is committed: each part
- * adds to the upload's `bytes` as it is written, and the check reads the
- * store's sum after that commit, so of two concurrent uploads the later
- * check sees both, and what is kept never passes the quota (both may be
- * refused in a close race: the check errs on the side of the quota).
+ * part (with `expectedBytes`, to refuse early) and again in each part's
+ * transaction, under a transaction-scoped advisory lock of the store: the
+ * parts of one store's concurrent uploads are written one at a time, each
+ * checked against every byte already stored, so what is kept never passes
+ * the quota and the uploads that fit are kept (a check after the commit
+ * instead let racing uploads all refuse one another).
  *
  * @example
  * const { uploadId } = await saveFeedUpload(deps.shop, { storeId, format: 'csv', body: req.raw })
@@ -113,6 +114,12 @@ async function writeParts(
   const writePart = async (data: Uint8Array) => {
     // The part and the upload's running size commit together, so the store's sum counts every stored byte.
     await db.transaction().execute(async (trx) => {
+      if (args.quota !== null) {
+        // One store's parts are checked and written one at a time (see saveFeedUpload).
+        await sql`select pg_advisory_xact_lock(hashtextextended(${`backroom.feed-upload-quota:${args.storeId}`}, 0))`.execute(trx)
+        const used = await storedBytes(trx, args.storeId)
+        if (used + data.byteLength > args.quota) throw new FeedUploadQuotaError(args.quota, used - written)
+      }
       await trx.insertInto('shop.feed_upload_parts').values({ upload_id: uploadId, part_no: partNo, data }).execute()
       await trx
         .updateTable('shop.feed_uploads')
@@ -122,11 +129,6 @@ async function writeParts(
     })
     partNo++
     written += data.byteLength
-    if (args.quota !== null) {
-      // Read after the commit above: see saveFeedUpload on why this never lets the quota pass.
-      const used = await storedBytes(db, args.storeId)
-      if (used > args.quota) throw new FeedUploadQuotaError(args.quota, used - written)
-    }
   }
   for await (const piece of body) {
     total += piece.byteLength
