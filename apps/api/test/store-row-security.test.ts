@@ -1,3 +1,4 @@
+import { readdir, readFile } from 'node:fs/promises'
 import { Writable } from 'node:stream'
 import { cancelJob, createApiKey, enqueue, STORE_ROLE, type Db } from '@backroom/queue-core'
 import { useTestDatabase } from '@backroom/queue-core/testing'
@@ -183,6 +184,26 @@ describe('where row security is not in effect', () => {
       expect(lines.find((l) => l.code === 'row_security_off')).toBeUndefined()
     } finally {
       await app.close()
+    }
+  })
+})
+
+describe('route plugins under /v1', () => {
+  /** Files that may use the pool directly, and why. */
+  const DIRECT = new Map([
+    ['keys.ts', 'platform keys only: a store key gets 403 before any database work'],
+    ['uploads.ts', 'feed uploads write the shop schema, which has no store row security yet (README, Reliability)'],
+  ])
+
+  it('reach the database only through request.withDb (or are listed here with a reason)', async () => {
+    const dir = new URL('../src/routes/v1/', import.meta.url)
+    const files = (await readdir(dir)).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
+    expect(files).toContain('jobs.ts')
+    for (const file of files) {
+      if (DIRECT.has(file)) continue
+      const text = await readFile(new URL(file, dir), 'utf8')
+      expect(text, `${file} uses the pool directly; run its database work through request.withDb`).not.toMatch(/options\.db\b|\.kysely\b|\.pool\b/)
+      expect(text, `${file} has no request.withDb`).toMatch(/request\.withDb\(/)
     }
   })
 })

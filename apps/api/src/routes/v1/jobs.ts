@@ -75,9 +75,12 @@ interface ItemProblem {
  * The jobs resource: enqueue (one or a batch), read, list, cancel and retry.
  * Every read and operation is scoped to the key's store, and another store's
  * job answers exactly as a job that does not exist (queue-core's
- * JobNotFoundError → 404). Bodies are checked by TypeBox's own compiler,
- * not Fastify's Ajv: Ajv's default `removeAdditional` would silently drop
- * a `state` or `attempt` field where we must refuse it with a 400.
+ * JobNotFoundError → 404). All database work goes through request.withDb:
+ * a store key's runs as the row-secured store role, so a filter missing
+ * here still could not reach another store's rows. Bodies are checked by
+ * TypeBox's own compiler, not Fastify's Ajv: Ajv's default
+ * `removeAdditional` would silently drop a `state` or `attempt` field where
+ * we must refuse it with a 400.
  */
 export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (plain, options) => {
   const app = plain.withTypeProvider<TypeBoxTypeProvider>()
