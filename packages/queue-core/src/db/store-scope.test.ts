@@ -222,6 +222,19 @@ describe("queue-core's API functions, given the scope's transaction", () => {
     expect(retried.state).toBe('pending')
   })
 
+  it('asks a running store a job (and its running child) to stop', async () => {
+    const parent = await insertJob(t.db.kysely, { storeId: 'store-a' })
+    const child = await insertJob(t.db.kysely, { storeId: 'store-a', parentId: parent.id })
+    await sql`update jobs set state = 'running', attempt = 1, started_at = now() where id in (${parent.id}, ${child.id})`.execute(t.db.kysely)
+    const asked = await asA((trx) => cancelJob(trx, parent.id, { storeId: 'store-a' }))
+    expect(asked.state).toBe('running')
+    const { rows } = await sql<{ id: string; c: boolean }>`select id, cancel_requested as c from jobs where id in (${parent.id}, ${child.id}) order by id`.execute(t.db.kysely)
+    expect(rows).toEqual([
+      { id: parent.id, c: true },
+      { id: child.id, c: true },
+    ])
+  })
+
   it('cannot enqueue for store b: the insert is refused and nothing is written', async () => {
     const before = await storesIn(t.db.kysely, 'jobs')
     const count = async () => (await sql<{ n: number }>`select count(*)::int as n from jobs where store_id = 'store-b'`.execute(t.db.kysely)).rows[0]!.n
