@@ -13,10 +13,10 @@
 --         key lookups) is unaffected and the claim path costs nothing more.
 --         The role gets only what the API's store requests use: no access
 --         at all to api_keys, api_key_secret, rate_limits, leader_lease or
---         store_type_limits (store-keyed too, but a grant is what would open
---         them, and the policy would come with it), and column privileges where a whole-table
---         UPDATE would let a store change its own fair-share weight, cap or
---         priority ordering. Partitions of job_history get no grants: the
+--         store_type_limits (store-keyed too, but never read by a store
+--         request), and column privileges where a whole-table UPDATE would
+--         let a store change its own fair-share weight, cap or priority
+--         ordering. Partitions of job_history get no grants: the
 --         role reaches history through the parent, where the policy applies.
 --         Roles belong to the whole cluster and many databases may run this
 --         file at once (tests do): creating the role tolerates a concurrent
