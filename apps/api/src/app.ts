@@ -19,6 +19,7 @@ import { errorHandler, frameworkErrorHandler, notFoundHandler } from './plugins/
 import { fairSharePlugin } from './plugins/fair-share.ts'
 import { metricsPlugin } from './plugins/metrics.ts'
 import { openapiPlugin } from './plugins/openapi.ts'
+import { storeScopePlugin } from './plugins/store-scope.ts'
 import { healthRoutes } from './routes/health.ts'
 import { processPendingRoute, type LoadHandlers } from './routes/internal/process-pending.ts'
 import { jobsRoutes } from './routes/v1/jobs.ts'
@@ -76,6 +77,8 @@ export interface AppDeps {
   readonly metricsCacheMs?: number
   /** The statement timeout of the metrics figures read (default 2,000 ms). */
   readonly metricsQueryTimeoutMs?: number
+  /** The row-secured role store-key work runs as (default queue-core's STORE_ROLE); tests name a missing one. */
+  readonly storeRole?: string
 }
 
 /**
@@ -142,12 +145,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     await keyUses.stop()
   })
   app.register(authPlugin, { db: deps.db, adminKey: deps.adminKey ?? null, previousAdminKey: deps.previousAdminKey ?? null, keyUses })
+  // request.withDb: every route's database work, a store key's as the row-secured store role.
+  app.register(storeScopePlugin, { db: deps.db, ...(deps.storeRole === undefined ? {} : { role: deps.storeRole }) })
   // After auth (it admits by the key's store), before the routes it guards.
   app.register(fairSharePlugin, { poolMax: deps.db.pool.options.max, maxWaitMs: deps.db.pool.options.connectionTimeoutMillis })
 
   app.register(healthRoutes, { db: deps.db, redis: deps.redis ?? null, readyTimeoutMs: deps.readyTimeoutMs })
   app.register(jobsRoutes, {
-    db: deps.db,
     redis: deps.redis ?? null,
     batchLimit: deps.batchLimit ?? DEFAULT_BATCH_LIMIT,
     storeRate: deps.storeRate ?? DEFAULT_STORE_RATE,
@@ -163,7 +167,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     retentionHours: deps.uploadRetentionHours ?? DEFAULT_UPLOAD_RETENTION_HOURS,
     sweepIntervalMs: deps.uploadSweepIntervalMs === undefined ? DEFAULT_UPLOAD_SWEEP_INTERVAL_MS : deps.uploadSweepIntervalMs,
   })
-  app.register(statsRoutes, { db: deps.db })
+  app.register(statsRoutes)
   app.register(processPendingRoute, { db: deps.db, cronSecret: deps.cronSecret ?? null, loadHandlers: deps.loadHandlers })
   return app
 }

@@ -4,13 +4,16 @@ import { API_DB_POOL_MAX, API_STORE_RATE_UNBOUND, API_STORES, apiThroughput, typ
 /** The three loads of the table, in its row order. */
 interface ApiSizes {
   readonly single: ApiLoad
+  /** Single enqueues with store keys: the same load as `single`, run in the row-secured store scope. */
+  readonly singleStore: ApiLoad
   readonly batch100: ApiLoad
   readonly batch1000: ApiLoad
   readonly timeoutMs: number
 }
 
 /** The row label of a load. */
-const route = (load: ApiLoad) => (load.jobsPerRequest === 1 ? 'POST /v1/jobs' : `POST /v1/jobs/batch ×${n(load.jobsPerRequest)}`)
+const route = (load: ApiLoad) =>
+  load.jobsPerRequest === 1 ? `POST /v1/jobs${load.keys === 'store' ? ', store keys' : ''}` : `POST /v1/jobs/batch ×${n(load.jobsPerRequest)}`
 
 /**
  * The `api` workload: enqueue throughput of the HTTP API, one API process
@@ -25,12 +28,14 @@ export const apiSuite = suite<ApiSizes>({
   sizes: {
     quick: {
       single: { jobsPerRequest: 1, requests: 300, connections: 4 },
+      singleStore: { jobsPerRequest: 1, requests: 300, connections: 4, keys: 'store' },
       batch100: { jobsPerRequest: 100, requests: 20, connections: 4 },
       batch1000: { jobsPerRequest: 1_000, requests: 8, connections: 4 },
       timeoutMs: 60_000,
     },
     full: {
       single: { jobsPerRequest: 1, requests: 4_500, connections: 10 },
+      singleStore: { jobsPerRequest: 1, requests: 4_500, connections: 10, keys: 'store' },
       batch100: { jobsPerRequest: 100, requests: 1_500, connections: 10 },
       batch1000: { jobsPerRequest: 1_000, requests: 400, connections: 10 },
       timeoutMs: 300_000,
@@ -47,7 +52,7 @@ export const apiSuite = suite<ApiSizes>({
       'non-2xx': (r: { non2xx: number }) => r.non2xx,
     }
     const rows: Row[] = []
-    for (const load of [size.single, size.batch100, size.batch1000]) {
+    for (const load of [size.single, size.singleStore, size.batch100, size.batch1000]) {
       const label = `api ${route(load)}`
       const results = await measure(ctx, label, systems, async (_s, db) => {
         const r = await apiThroughput({ url: db.url, load, label, timeoutMs: size.timeoutMs })
@@ -69,7 +74,7 @@ export const apiSuite = suite<ApiSizes>({
       {
         workload: 'api',
         title:
-          `HTTP API enqueue: one API process, ${single.connections} connections; ${n(single.requests)} single enqueues, ` +
+          `HTTP API enqueue: one API process, ${single.connections} connections; ${n(single.requests)} single enqueues (with a platform key, then with store keys), ` +
           `${n(batch100.requests)} batches of 100, ${n(batch1000.requests)} batches of 1,000 (system.canary jobs, ${API_STORES} stores)`,
         columns: Object.keys(columns),
         rows,
@@ -82,6 +87,9 @@ export const apiSuite = suite<ApiSizes>({
           `API_STORE_RATE=${n(API_STORE_RATE_UNBOUND)}: far above what one process can enqueue, so the per-store rate limit (default 100 jobs/s per store) ` +
             'never binds here; the limiter still runs on every request. Requests use a platform key created through queue-core (one key lookup per request); ' +
             'single enqueues rotate over the stores, and each batch spans every store.',
+          'The store-keys row sends the same single enqueues with each store\'s own key (one per store, rotated the same way). Its work runs in the ' +
+            'row-secured store scope (one transaction as the role `backroom_store`, migration 0013): the difference to the row above is what that scope ' +
+            'costs, one more round trip per enqueue plus the policies\' checks.',
           'A fixed number of requests rather than a fixed duration, so the run ends only when every request is answered: each run then checks that ' +
             'every answer was 2xx and that the jobs table holds exactly 2xx answers × jobs per request, over every store. ' +
             'requests/s and jobs/s count 2xx answers over the whole run; p50 and p99 are autocannon\'s request latencies.',

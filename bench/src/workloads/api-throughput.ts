@@ -67,6 +67,12 @@ export interface ApiLoad {
   readonly jobsPerRequest: number
   readonly requests: number
   readonly connections: number
+  /**
+   * Who sends (default one platform key naming each job's store). `store`:
+   * single enqueues only, each with the key of its store (one per store),
+   * so the work runs in the row-secured store scope.
+   */
+  readonly keys?: 'platform' | 'store'
 }
 
 /** What one run measured. */
@@ -100,6 +106,8 @@ async function freePort(): Promise<number> {
 
 /** Job `i` of the load: system.canary for store `i mod 100`. */
 const jobBody = (i: number) => ({ type: 'system.canary', storeId: `store-${i % API_STORES}`, payload: {} })
+/** The same job sent with its store's own key, which implies the store. */
+const storeJobBody = () => ({ type: 'system.canary', payload: {} })
 
 /**
  * Enqueues through the API on a fresh database at `url`: starts the API
@@ -136,9 +144,14 @@ export async function apiThroughput(opts: { url: string; load: ApiLoad; label: s
     await waitReady(origin, child, logPath)
     const { key } = await createApiKey(db.kysely, { storeId: null, label: 'bench' })
     const single = load.jobsPerRequest === 1
+    const byStore = load.keys === 'store'
+    if (byStore && !single) throw new Error('store keys are measured on single enqueues only')
+    const storeKeys: string[] = []
+    if (byStore) for (let i = 0; i < API_STORES; i++) storeKeys.push((await createApiKey(db.kysely, { storeId: `store-${i}`, label: 'bench' })).key)
     // Single enqueues rotate over the stores, one prepared body per store; a
     // batch already spans every store, so one body serves every request.
-    const bodies = Array.from({ length: API_STORES }, (_, i) => JSON.stringify(jobBody(i)))
+    const bodies = Array.from({ length: API_STORES }, (_, i) => JSON.stringify(byStore ? storeJobBody() : jobBody(i)))
+    const storeHeaders = storeKeys.map((k) => ({ authorization: `Bearer ${k}`, 'content-type': 'application/json' }))
     let sent = 0
     const options: AutocannonOptions = {
       url: origin,
@@ -148,7 +161,17 @@ export async function apiThroughput(opts: { url: string; load: ApiLoad; label: s
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
       ...(single
-        ? { requests: [{ path: '/v1/jobs', setupRequest: (req: AutocannonRequest) => ({ ...req, body: bodies[sent++ % API_STORES] }) }] }
+        ? {
+            requests: [
+              {
+                path: '/v1/jobs',
+                setupRequest: (req: AutocannonRequest) => {
+                  const i = sent++ % API_STORES
+                  return { ...req, body: bodies[i], ...(byStore ? { headers: storeHeaders[i] } : {}) }
+                },
+              },
+            ],
+          }
         : {
             requests: [{ path: '/v1/jobs/batch' }],
             body: JSON.stringify({ jobs: Array.from({ length: load.jobsPerRequest }, (_, i) => jobBody(i)) }),

@@ -27,6 +27,16 @@ export { connect, fromPgClient, isDatabaseUnavailable, type ConnectOptions, type
 export type { Database, Executor } from './db/database.ts'
 export { enqueue, enqueueMany, priorityValue, type EnqueueTarget } from './enqueue.ts'
 export { getJob, cancelJob, retryJob, type Scope } from './admin.ts'
+export {
+  withStoreScope,
+  storeRowSecurity,
+  STORE_ROLE,
+  STORE_SETTING,
+  POLICED_TABLES,
+  type StoreRowSecurity,
+  type RowSecurityGap,
+  type StoreScopeOptions,
+} from './db/store-scope.ts'
 export { listJobs, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, type ListJobsFilters, type JobPage } from './list-jobs.ts'
 export {
   pauseStore,

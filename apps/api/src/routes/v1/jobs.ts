@@ -6,7 +6,6 @@ import {
   listJobs,
   retryJob,
   JOB_STATES,
-  type Db,
   type EnqueueResult,
   type EnqueueSpec,
   type PriorityName,
@@ -28,7 +27,6 @@ import { EnqueueOutcome, JobEnvelope, JobView, toJobView } from '../../schemas/j
 
 /** Options of {@link jobsRoutes}. */
 export interface JobsRoutesOptions {
-  readonly db: Db
   /** Shares enqueue rate limits between instances; null: per process. */
   readonly redis: Redis | null
   /** Most jobs one batch may carry (API_BATCH_LIMIT). */
@@ -77,14 +75,16 @@ interface ItemProblem {
  * The jobs resource: enqueue (one or a batch), read, list, cancel and retry.
  * Every read and operation is scoped to the key's store, and another store's
  * job answers exactly as a job that does not exist (queue-core's
- * JobNotFoundError → 404). Bodies are checked by TypeBox's own compiler,
- * not Fastify's Ajv: Ajv's default `removeAdditional` would silently drop
- * a `state` or `attempt` field where we must refuse it with a 400.
+ * JobNotFoundError → 404). All database work goes through request.withDb:
+ * a store key's runs as the row-secured store role, so a filter missing
+ * here still could not reach another store's rows. Bodies are checked by
+ * TypeBox's own compiler, not Fastify's Ajv: Ajv's default
+ * `removeAdditional` would silently drop a `state` or `attempt` field where
+ * we must refuse it with a 400.
  */
 export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (plain, options) => {
   const app = plain.withTypeProvider<TypeBoxTypeProvider>()
   app.setValidatorCompiler(TypeBoxValidatorCompiler)
-  const db = options.db.kysely
   const limiter = createEnqueueRateLimiter({ rate: options.storeRate, redis: options.redis, log: app.log })
 
   /** Counts created jobs by type (deduped ones already existed). */
@@ -113,7 +113,7 @@ export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (plain, o
       await limiter.take(spec.storeId, 1)
       // One transaction: an enqueue may take several statements (a coalescing
       // fold, a dedupe race, a capped store's lock); a failure must write nothing.
-      const result = await db.transaction().execute((trx) => enqueue(trx, spec))
+      const result = await request.withDb((trx) => enqueue(trx, spec), { transaction: true })
       countCreated(request, [result])
       request.log.info({ jobId: result.job.id, storeId: spec.storeId, jobType: spec.type, deduped: result.deduped }, 'job enqueued')
       return reply.code(result.deduped ? 200 : 201).send({ job: toJobView(result.job), deduped: result.deduped })
@@ -160,7 +160,7 @@ export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (plain, o
       for (const s of specs) perStore.set(s.storeId, (perStore.get(s.storeId) ?? 0) + 1)
       for (const [storeId, n] of perStore) await limiter.take(storeId, n)
       // One transaction: enqueueMany may take several statements (dedupe races, capped stores).
-      const results = await db.transaction().execute((trx) => enqueueMany(trx, specs))
+      const results = await request.withDb((trx) => enqueueMany(trx, specs), { transaction: true })
       countCreated(request, results)
       const created = results.filter((r) => !r.deduped).length
       request.log.info({ jobs: results.length, created, stores: perStore.size }, 'jobs enqueued')
@@ -173,7 +173,7 @@ export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (plain, o
   app.get(
     '/v1/jobs/:id',
     { schema: { summary: 'Read a job, live or finished', params: IdParams, response: { 200: JobEnvelope, ...errors } } },
-    async (request) => ({ job: toJobView(await getJob(db, request.params.id, scopeOf(request))) }),
+    async (request) => ({ job: toJobView(await request.withDb((db) => getJob(db, request.params.id, scopeOf(request)))) }),
   )
 
   app.get(
@@ -189,20 +189,17 @@ export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (plain, o
     },
     async (request) => {
       const q = request.query
-      const page = await listJobs(
-        db,
-        {
-          state: q.state,
-          type: q.type,
-          storeId: q.storeId,
-          userId: q.userId,
-          createdAfter: q.createdAfter === undefined ? undefined : new Date(q.createdAfter),
-          createdBefore: q.createdBefore === undefined ? undefined : new Date(q.createdBefore),
-          limit: q.limit,
-          cursor: q.cursor,
-        },
-        scopeOf(request),
-      )
+      const filters = {
+        state: q.state,
+        type: q.type,
+        storeId: q.storeId,
+        userId: q.userId,
+        createdAfter: q.createdAfter === undefined ? undefined : new Date(q.createdAfter),
+        createdBefore: q.createdBefore === undefined ? undefined : new Date(q.createdBefore),
+        limit: q.limit,
+        cursor: q.cursor,
+      }
+      const page = await request.withDb((db) => listJobs(db, filters, scopeOf(request)))
       return { jobs: page.jobs.map(toJobView), nextCursor: page.nextCursor }
     },
   )
@@ -218,7 +215,7 @@ export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (plain, o
       },
     },
     async (request) => {
-      const job = await cancelJob(db, request.params.id, scopeOf(request))
+      const job = await request.withDb((db) => cancelJob(db, request.params.id, scopeOf(request)))
       request.log.info({ jobId: job.id, storeId: job.storeId, state: job.state }, 'job cancel requested')
       return { job: toJobView(job) }
     },
@@ -235,7 +232,7 @@ export const jobsRoutes: FastifyPluginAsync<JobsRoutesOptions> = async (plain, o
       },
     },
     async (request) => {
-      const job = await retryJob(db, request.params.id, scopeOf(request))
+      const job = await request.withDb((db) => retryJob(db, request.params.id, scopeOf(request)))
       request.log.info({ jobId: job.id, storeId: job.storeId }, 'job retried')
       return { job: toJobView(job) }
     },

@@ -1,4 +1,4 @@
-import { MAX_HEALTH_STORE_LIMIT, queueHealth, type Db } from '@backroom/queue-core'
+import { MAX_HEALTH_STORE_LIMIT, queueHealth } from '@backroom/queue-core'
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync } from 'fastify'
 import { Type, type Static } from 'typebox'
@@ -42,10 +42,6 @@ const StatsBody = Type.Object({
   byStoreType: Type.Array(Type.Object({ storeId: Type.String(), type: Type.String(), ...Figures })),
 })
 
-/** Options of {@link statsRoutes}. */
-export interface StatsRoutesOptions {
-  readonly db: Db
-}
 
 /**
  * `GET /v1/stats`: the queue's health (the job_queue_health figures:
@@ -55,7 +51,7 @@ export interface StatsRoutesOptions {
  * every line (overall included); a platform key sees every store, or one
  * with `?storeId=`.
  */
-export const statsRoutes: FastifyPluginAsync<StatsRoutesOptions> = async (app, options) => {
+export const statsRoutes: FastifyPluginAsync = async (app) => {
   // TypeBox's own checker: Fastify's default would drop unknown fields instead of refusing them (400).
   app.setValidatorCompiler(TypeBoxValidatorCompiler)
   app.withTypeProvider<TypeBoxTypeProvider>().get(
@@ -76,11 +72,13 @@ export const statsRoutes: FastifyPluginAsync<StatsRoutesOptions> = async (app, o
       if (own !== null && storeId !== undefined) {
         throw new ApiError(400, 'store_not_allowed', 'a store key sees its own store: omit storeId')
       }
-      const health = await queueHealth(options.db.kysely, {
-        storeId: own ?? storeId ?? null,
-        storeLimit,
-        thresholds: { backlog, oldestPendingMs, longRunningMs },
-      })
+      const health = await request.withDb((db) =>
+        queueHealth(db, {
+          storeId: own ?? storeId ?? null,
+          storeLimit,
+          thresholds: { backlog, oldestPendingMs, longRunningMs },
+        }),
+      )
       // Same shape; queue-core's arrays are readonly, the schema's static type is not.
       return health as Static<typeof StatsBody>
     },
